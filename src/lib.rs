@@ -1,0 +1,8 @@
+//! tapedeck: tape backup for people who run their own LTO drives and libraries.
+//!
+//! See `ARCHITECTURE.md` for the data flow and what each module owns.
+
+pub mod conformance;
+pub mod tape;
+pub mod units;
+pub mod vlib;

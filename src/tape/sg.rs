@@ -1,0 +1,1 @@
+//! SCSI generic (SG_IO) helpers (placeholder while being written).

@@ -1,0 +1,365 @@
+//! A virtual cartridge on disk: `cartridges/LABEL/cartridge.json` plus one plain file per
+//! tape file (`00000.tar`, `00001.tar`, ...) holding exactly the bytes of its blocks, so
+//! `tar -tf 00001.tar` reads a tape file without tapedeck.
+//!
+//! Layout of the tape: files `0..=filemarks`; each file but the last ends in a filemark;
+//! the last (possibly empty or absent) ends at end of data. All blocks of a cartridge have
+//! one size ([`CartridgeMeta::block_size`]), fixed when the tape is written from BOT.
+
+use super::{write_json_atomic, VlibError};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Faults to inject, from `cartridge.json` (`"faults"`). Blocks are logical object numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Writing the block at this object number fails with a write error.
+    pub write_error_at: Option<u64>,
+    /// Reading the block at this object number fails with a medium error.
+    pub read_error_at: Option<u64>,
+    /// Early warning comes once the tape holds this many bytes (before the modelled point).
+    pub early_warning_at_bytes: Option<u64>,
+    /// The drive reports not ready with this cartridge loaded.
+    pub not_ready: bool,
+}
+
+/// Usage counters kept with the cartridge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CartridgeCounters {
+    pub loads: u64,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub write_errors: u64,
+    pub read_errors: u64,
+}
+
+/// `cartridge.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartridgeMeta {
+    pub format: u32,
+    pub barcode: String,
+    /// LTO generation of the medium.
+    pub generation: u8,
+    /// Bytes the medium holds up to its physical end.
+    pub capacity: u64,
+    /// Early warning comes this many bytes before the physical end.
+    pub early_warning_gap: u64,
+    /// Size of every block on the tape; 0 while the tape is blank.
+    pub block_size: u32,
+    /// Filemarks on the tape (tape files `0..=filemarks` exist).
+    pub filemarks: u64,
+    #[serde(default)]
+    pub write_protected: bool,
+    #[serde(default)]
+    pub faults: Faults,
+    #[serde(default)]
+    pub counters: CartridgeCounters,
+}
+
+pub const CARTRIDGE_FORMAT: u32 = 1;
+
+impl CartridgeMeta {
+    pub fn blank(barcode: &str, generation: u8, capacity: u64) -> Self {
+        CartridgeMeta {
+            format: CARTRIDGE_FORMAT,
+            barcode: barcode.to_string(),
+            generation,
+            capacity,
+            early_warning_gap: default_early_warning_gap(capacity),
+            block_size: 0,
+            filemarks: 0,
+            write_protected: false,
+            faults: Faults::default(),
+            counters: CartridgeCounters::default(),
+        }
+    }
+
+    /// Bytes after which early warning is reported.
+    pub fn early_warning_at(&self) -> u64 {
+        let modelled = self.capacity.saturating_sub(self.early_warning_gap);
+        self.faults
+            .early_warning_at_bytes
+            .map_or(modelled, |f| f.min(modelled))
+    }
+}
+
+/// Early warning 1 % before the end, at least 1 MiB and at most 4 GiB.
+pub fn default_early_warning_gap(capacity: u64) -> u64 {
+    (capacity / 100).clamp(1 << 20, 4 << 30).min(capacity / 2)
+}
+
+/// The LTO generation a barcode's media suffix names (`L9` -> 9).
+pub fn generation_from_barcode(barcode: &str) -> Option<u8> {
+    let suffix = barcode.get(barcode.len().checked_sub(2)?..)?;
+    let mut chars = suffix.chars();
+    if !matches!(chars.next(), Some('L' | 'l')) {
+        return None;
+    }
+    chars.next()?.to_digit(10).map(|d| d as u8)
+}
+
+/// A cartridge's directory with its metadata and tape-file sizes, opened for use in a drive.
+pub struct Cartridge {
+    pub dir: PathBuf,
+    pub meta: CartridgeMeta,
+    /// Blocks in each tape file, `filemarks + 1` entries.
+    pub file_blocks: Vec<u64>,
+    /// Open handle on the last tape file while appending.
+    append: Option<(u64, File)>,
+}
+
+impl Cartridge {
+    pub fn meta_path(dir: &Path) -> PathBuf {
+        dir.join("cartridge.json")
+    }
+
+    pub fn tape_file_path(dir: &Path, index: u64) -> PathBuf {
+        dir.join(format!("{index:05}.tar"))
+    }
+
+    /// Reads `cartridge.json`; a missing or unreadable one is an error naming the file.
+    pub fn read_meta(dir: &Path) -> Result<CartridgeMeta, VlibError> {
+        let path = Self::meta_path(dir);
+        let text = fs::read_to_string(&path).map_err(|e| VlibError::io(&path, e))?;
+        let meta: CartridgeMeta = serde_json::from_str(&text).map_err(|e| VlibError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        if meta.format != CARTRIDGE_FORMAT {
+            return Err(VlibError::Corrupt {
+                path,
+                detail: format!(
+                    "format {} is not one this tapedeck knows ({CARTRIDGE_FORMAT})",
+                    meta.format
+                ),
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Creates a blank cartridge directory; refuses to touch an existing one.
+    pub fn create(dir: &Path, meta: &CartridgeMeta) -> Result<(), VlibError> {
+        if dir.exists() {
+            return Err(VlibError::Exists(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(|e| VlibError::io(dir, e))?;
+        write_json_atomic(&Self::meta_path(dir), meta)
+    }
+
+    /// Opens a cartridge: reads its metadata and checks the tape files against it.
+    pub fn open(dir: &Path) -> Result<Cartridge, VlibError> {
+        let meta = Self::read_meta(dir)?;
+        let mut file_blocks = Vec::with_capacity(meta.filemarks as usize + 1);
+        for index in 0..=meta.filemarks {
+            let path = Self::tape_file_path(dir, index);
+            let len = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && index == meta.filemarks => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(VlibError::Corrupt {
+                        path,
+                        detail: format!(
+                            "tape file missing: cartridge.json counts {} filemarks",
+                            meta.filemarks
+                        ),
+                    })
+                }
+                Err(e) => return Err(VlibError::io(&path, e)),
+            };
+            if len > 0 && (meta.block_size == 0 || len % meta.block_size as u64 != 0) {
+                return Err(VlibError::Corrupt {
+                    path,
+                    detail: format!(
+                        "{len} bytes is not a whole number of {}-byte blocks",
+                        meta.block_size
+                    ),
+                });
+            }
+            file_blocks.push(if len == 0 {
+                0
+            } else {
+                len / meta.block_size as u64
+            });
+        }
+        Ok(Cartridge {
+            dir: dir.to_path_buf(),
+            meta,
+            file_blocks,
+            append: None,
+        })
+    }
+
+    pub fn save_meta(&self) -> Result<(), VlibError> {
+        write_json_atomic(&Self::meta_path(&self.dir), &self.meta)
+    }
+
+    /// Bytes recorded on the tape.
+    pub fn used_bytes(&self) -> u64 {
+        self.file_blocks.iter().sum::<u64>() * self.meta.block_size as u64
+    }
+
+    /// Logical object number of the first block of tape file `file`.
+    pub fn file_start(&self, file: u64) -> u64 {
+        self.file_blocks[..file as usize]
+            .iter()
+            .map(|b| b + 1)
+            .sum()
+    }
+
+    /// Logical object number of end of data.
+    pub fn eod(&self) -> u64 {
+        self.file_start(self.meta.filemarks) + self.file_blocks[self.meta.filemarks as usize]
+    }
+
+    /// (tape file, block in file) of logical object `object`; `None` beyond end of data.
+    pub fn locate(&self, object: u64) -> Option<(u64, u64)> {
+        let mut start = 0;
+        for (file, &blocks) in self.file_blocks.iter().enumerate() {
+            let end = start + blocks; // the filemark's object number, or EOD for the last file
+            if object <= end {
+                return Some((file as u64, object - start));
+            }
+            start = end + 1;
+        }
+        None
+    }
+
+    /// Cuts the tape at (file, block): everything from there on is gone, as when a drive
+    /// writes in the middle of a tape. The metadata is saved before files are removed,
+    /// so a crash in between leaves only stale files beyond end of data.
+    pub fn truncate_at(&mut self, file: u64, block: u64) -> Result<(), VlibError> {
+        if file == self.meta.filemarks && block == self.file_blocks[file as usize] {
+            return Ok(());
+        }
+        self.append = None;
+        let old_filemarks = self.meta.filemarks;
+        self.meta.filemarks = file;
+        self.file_blocks.truncate(file as usize + 1);
+        self.file_blocks[file as usize] = block;
+        if file == 0 && block == 0 {
+            self.meta.block_size = 0;
+        }
+        self.save_meta()?;
+        let path = Self::tape_file_path(&self.dir, file);
+        if path.exists() {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| VlibError::io(&path, e))?;
+            f.set_len(block * self.meta.block_size as u64)
+                .map_err(|e| VlibError::io(&path, e))?;
+        }
+        for stale in file + 1..=old_filemarks {
+            let p = Self::tape_file_path(&self.dir, stale);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(VlibError::io(&p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one block to the last tape file (the caller has truncated to end of data).
+    pub fn append_block(&mut self, data: &[u8]) -> Result<(), VlibError> {
+        let file = self.meta.filemarks;
+        if self.append.as_ref().map(|(i, _)| *i) != Some(file) {
+            let path = Self::tape_file_path(&self.dir, file);
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| VlibError::io(&path, e))?;
+            self.append = Some((file, f));
+        }
+        let (_, f) = self.append.as_mut().expect("append handle opened above");
+        f.write_all(data)
+            .map_err(|e| VlibError::io(&Self::tape_file_path(&self.dir, file), e))?;
+        self.file_blocks[file as usize] += 1;
+        Ok(())
+    }
+
+    /// Ends the last tape file with a filemark and starts an empty one.
+    pub fn append_filemark(&mut self) -> Result<(), VlibError> {
+        self.append = None;
+        let last = self.meta.filemarks;
+        let path = Self::tape_file_path(&self.dir, last);
+        if !path.exists() {
+            File::create(&path).map_err(|e| VlibError::io(&path, e))?;
+        }
+        self.meta.filemarks += 1;
+        self.file_blocks.push(0);
+        self.save_meta()
+    }
+
+    /// Reads block `block` of tape file `file` into `buf` (exactly one block long).
+    pub fn read_block(&mut self, file: u64, block: u64, buf: &mut [u8]) -> Result<(), VlibError> {
+        if let Some((_, f)) = &mut self.append {
+            f.flush()
+                .map_err(|e| VlibError::io(&Self::tape_file_path(&self.dir, file), e))?;
+        }
+        let path = Self::tape_file_path(&self.dir, file);
+        let mut f = File::open(&path).map_err(|e| VlibError::io(&path, e))?;
+        f.seek(SeekFrom::Start(block * self.meta.block_size as u64))
+            .and_then(|_| f.read_exact(buf))
+            .map_err(|e| VlibError::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_generation_from_barcode() {
+        assert_eq!(generation_from_barcode("TD0001L9"), Some(9));
+        assert_eq!(generation_from_barcode("ABC123L6"), Some(6));
+        assert_eq!(generation_from_barcode("CLN001CU"), None);
+        assert_eq!(generation_from_barcode("L"), None);
+    }
+
+    #[test]
+    fn objects_map_to_files_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("T1");
+        Cartridge::create(&cdir, &CartridgeMeta::blank("T1", 9, 1 << 30)).unwrap();
+        let mut c = Cartridge::open(&cdir).unwrap();
+        c.meta.block_size = 4;
+        for _ in 0..3 {
+            c.append_block(b"abcd").unwrap();
+        }
+        c.append_filemark().unwrap();
+        c.append_block(b"efgh").unwrap();
+        // objects: 0,1,2 blocks; 3 filemark; 4 block; EOD 5
+        assert_eq!(c.eod(), 5);
+        assert_eq!(c.locate(0), Some((0, 0)));
+        assert_eq!(c.locate(3), Some((0, 3)));
+        assert_eq!(c.locate(4), Some((1, 0)));
+        assert_eq!(c.locate(5), Some((1, 1)));
+        assert_eq!(c.locate(6), None);
+        assert_eq!(fs::read(cdir.join("00000.tar")).unwrap(), b"abcdabcdabcd");
+        let reopened = Cartridge::open(&cdir).unwrap();
+        assert_eq!(reopened.file_blocks, vec![3, 1]);
+        c.truncate_at(0, 1).unwrap();
+        assert_eq!(c.eod(), 1);
+        assert!(!cdir.join("00001.tar").exists());
+        assert_eq!(fs::read(cdir.join("00000.tar")).unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn corrupt_metadata_is_named_not_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cartridge.json"), "{ not json").unwrap();
+        let err = Cartridge::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("cartridge.json"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cartridge.json")).unwrap(),
+            "{ not json"
+        );
+    }
+}
