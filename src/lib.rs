@@ -2,7 +2,10 @@
 //!
 //! See `ARCHITECTURE.md` for the data flow and what each module owns.
 
+pub mod config;
 pub mod conformance;
+pub mod drives;
+pub mod logging;
 pub mod tape;
 pub mod units;
 pub mod vlib;

@@ -1,0 +1,165 @@
+//! The command line: argument definitions (clap derive), dispatch, and the mapping from
+//! errors to exit codes (0 ok, 1 failure, 2 usage or bad input, 130 interrupted).
+
+mod changer;
+mod output;
+mod tape;
+mod vlib;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tapedeck::config::{Config, ConfigError};
+use tapedeck::drives::LookupError;
+use tapedeck::tape::TapeError;
+use tapedeck::vlib::VlibError;
+
+const AFTER_HELP: &str = "\
+Drives are named in the configuration ([[drive]]) or by the virtual library; --drive picks
+one (default: $TAPEDECK_DRIVE, then default_drive from the configuration, then the first).
+With no configuration at all, a virtual library with an LTO-9 and an LTO-6 drive is created
+under $TAPEDECK_HOME/vlib on first use.
+
+Exit codes: 0 ok, 1 failure (drive, medium, I/O), 2 usage or bad input, 130 interrupted.";
+
+/// Tape backup for your own LTO drives and libraries: streams tar to tape, keeps a
+/// catalogue, and every tape stays readable with plain GNU tar.
+#[derive(Debug, Parser)]
+#[command(name = "tapedeck", version, arg_required_else_help = true, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More detail on stderr: -v info, -vv debug, -vvv trace (the log file always gets
+    /// the configured level)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Configuration file [default: $TAPEDECK_CONFIG, else /etc/tapedeck/config.toml for
+    /// root, else ~/.config/tapedeck/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the effective configuration, defaults filled in, and where it came from
+    Config {
+        /// Print JSON instead of TOML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and inspect the virtual tape library (file-backed drives and cartridges)
+    #[command(subcommand)]
+    Vlib(vlib::VlibCommand),
+    /// Drive operations in the manner of mt(1): status, positioning, filemarks, block size
+    Tape(tape::TapeArgs),
+    /// Changer: move the cartridge in SLOT into a drive and load it
+    Load(changer::LoadArgs),
+    /// Changer: unload a drive and put its cartridge into SLOT (default: where it came from)
+    Unload(changer::UnloadArgs),
+    /// Changer: move a cartridge between slots, import/export slots and drives
+    #[command(name = "move")]
+    Move(changer::MoveArgs),
+}
+
+/// An error the operator caused: bad arguments or a request that cannot be met (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Builds a [`BadInput`] error.
+pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    BadInput(message.into()).into()
+}
+
+/// The exit code an error stands for.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        let bad = if cause.is::<BadInput>() || cause.is::<ConfigError>() {
+            true
+        } else if let Some(e) = cause.downcast_ref::<TapeError>() {
+            e.is_bad_input()
+        } else if let Some(e) = cause.downcast_ref::<VlibError>() {
+            e.is_bad_input()
+        } else if let Some(e) = cause.downcast_ref::<LookupError>() {
+            e.is_bad_input()
+        } else {
+            false
+        };
+        if bad {
+            return 2;
+        }
+    }
+    1
+}
+
+/// The error and its causes on one line, without repeating a cause its parent already
+/// quotes.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> u8 {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let _log = tapedeck::logging::init(&config, cli.verbose, cli.quiet);
+    tracing::debug!(command = ?cli.command, "start");
+    match run(cli.command, &config) {
+        Ok(()) => 0,
+        Err(err) => {
+            tracing::debug!("failed: {err:?}");
+            eprintln!("error: {}", describe(&err));
+            exit_code(&err)
+        }
+    }
+}
+
+fn run(command: Command, config: &Config) -> Result<()> {
+    match command {
+        Command::Config { json } => show_config(config, json),
+        Command::Vlib(cmd) => vlib::run(cmd, config),
+        Command::Tape(args) => tape::run(args, config),
+        Command::Load(args) => changer::load(args, config),
+        Command::Unload(args) => changer::unload(args, config),
+        Command::Move(args) => changer::move_medium(args, config),
+    }
+}
+
+fn show_config(config: &Config, json: bool) -> Result<()> {
+    let effective = config.effective();
+    if json {
+        let value = serde_json::json!({
+            "source": config.source,
+            "home": config.home,
+            "config": effective,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    match &config.source {
+        Some(p) => println!("# configuration from {}", p.display()),
+        None => println!("# no configuration file: defaults"),
+    }
+    println!("# data directory {}", config.home.display());
+    print!("{}", toml::to_string(&effective)?);
+    Ok(())
+}

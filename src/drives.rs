@@ -1,0 +1,126 @@
+//! Finding drives by name: configured `[[drive]]`s (Linux `st`) and, when enabled, the
+//! virtual library's drives. Opening one gives a `Box<dyn TapeDrive>`; nothing above this
+//! module knows which kind it holds.
+
+use crate::config::Config;
+use crate::tape::st::StDrive;
+use crate::tape::{TapeDrive, TapeError};
+use crate::vlib::{Library, VlibError};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What kind of drive a name stands for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DriveKind {
+    /// A real drive through the Linux `st` driver.
+    St {
+        device: PathBuf,
+        sg_device: Option<PathBuf>,
+    },
+    /// A drive of the virtual library.
+    Virtual { library: PathBuf, model: String },
+}
+
+/// A drive known by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriveSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: DriveKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("unknown drive `{name}`; configured drives: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    Unknown { name: String, known: Vec<String> },
+    #[error(
+        "no drives: configure a [[drive]] or enable the virtual library ([vlib] enabled = true)"
+    )]
+    NoDrives,
+    #[error(transparent)]
+    Library(#[from] VlibError),
+}
+
+impl LookupError {
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            LookupError::Library(e) => e.is_bad_input(),
+            _ => true,
+        }
+    }
+}
+
+/// The virtual library, created with the defaults on first use when it lives in the
+/// default place; an explicitly configured directory must already hold one.
+pub fn virtual_library(config: &Config) -> Result<Library, VlibError> {
+    let dir = config.vlib_dir();
+    if config.vlib_dir_is_default() {
+        Library::open_or_init_default(&dir)
+    } else {
+        Library::open(&dir)
+    }
+}
+
+/// Every drive, configured ones first.
+pub fn all(config: &Config) -> Result<Vec<DriveSpec>, LookupError> {
+    let mut drives: Vec<DriveSpec> = config
+        .file
+        .drives
+        .iter()
+        .map(|d| DriveSpec {
+            name: d.name.clone(),
+            kind: DriveKind::St {
+                device: d.device.clone(),
+                sg_device: d.sg_device.clone(),
+            },
+        })
+        .collect();
+    if config.vlib_enabled() {
+        let lib = virtual_library(config)?;
+        for d in lib.read()?.drives {
+            if drives.iter().all(|x| x.name != d.name) {
+                drives.push(DriveSpec {
+                    name: d.name,
+                    kind: DriveKind::Virtual {
+                        library: lib.dir().to_path_buf(),
+                        model: d.model.name,
+                    },
+                });
+            }
+        }
+    }
+    Ok(drives)
+}
+
+/// The drive called `name`, or the default one: `default_drive` from the configuration,
+/// else the first drive.
+pub fn resolve(config: &Config, name: Option<&str>) -> Result<DriveSpec, LookupError> {
+    let drives = all(config)?;
+    let wanted = name.or(config.file.default_drive.as_deref());
+    match wanted {
+        Some(n) => {
+            drives
+                .iter()
+                .find(|d| d.name == n)
+                .cloned()
+                .ok_or_else(|| LookupError::Unknown {
+                    name: n.to_string(),
+                    known: drives.iter().map(|d| d.name.clone()).collect(),
+                })
+        }
+        None => drives.first().cloned().ok_or(LookupError::NoDrives),
+    }
+}
+
+impl DriveSpec {
+    /// Opens the drive for exclusive use by this process.
+    pub fn open(&self) -> Result<Box<dyn TapeDrive>, TapeError> {
+        Ok(match &self.kind {
+            DriveKind::St { device, .. } => Box::new(StDrive::open(&self.name, device)?),
+            DriveKind::Virtual { library, .. } => {
+                Box::new(Library::open(library)?.open_drive(&self.name)?)
+            }
+        })
+    }
+}
