@@ -2,10 +2,13 @@
 //!
 //! See `ARCHITECTURE.md` for the data flow and what each module owns.
 
+pub mod catalog;
 pub mod config;
 pub mod conformance;
 pub mod drives;
+pub mod label;
 pub mod logging;
+pub mod migrate;
 pub mod tape;
 pub mod units;
 pub mod vlib;

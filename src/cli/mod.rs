@@ -1,16 +1,21 @@
 //! The command line: argument definitions (clap derive), dispatch, and the mapping from
 //! errors to exit codes (0 ok, 1 failure, 2 usage or bad input, 130 interrupted).
 
+mod catalog;
 mod changer;
+mod migrate;
 mod output;
+mod query;
 mod tape;
 mod vlib;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use tapedeck::catalog::CatalogError;
 use tapedeck::config::{Config, ConfigError};
 use tapedeck::drives::LookupError;
+use tapedeck::label::LabelError;
 use tapedeck::tape::TapeError;
 use tapedeck::vlib::VlibError;
 
@@ -62,6 +67,26 @@ enum Command {
     /// Changer: move a cartridge between slots, import/export slots and drives
     #[command(name = "move")]
     Move(changer::MoveArgs),
+    /// Pools: named sets of volumes with a retention period
+    #[command(subcommand)]
+    Pool(catalog::PoolCommand),
+    /// Volumes (tape cartridges): list, show, label
+    #[command(subcommand)]
+    Volume(catalog::VolumeCommand),
+    /// Which backed-up files match a name pattern, or every version of one path
+    Find(query::FindArgs),
+    /// Files on a volume, or volumes of a pool
+    List(query::ListArgs),
+    /// Drives, slots, import/export slots and the volumes in them
+    Inventory(query::InventoryArgs),
+    /// Running and recent backups, per drive
+    Status(query::StatusArgs),
+    /// The catalogue itself: integrity check, online backup
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Import pytp's drives, libraries and backup history (snapshot JSON files)
+    #[command(name = "migrate-pytp")]
+    MigratePytp(migrate::MigrateArgs),
 }
 
 /// An error the operator caused: bad arguments or a request that cannot be met (exit 2).
@@ -84,6 +109,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         } else if let Some(e) = cause.downcast_ref::<VlibError>() {
             e.is_bad_input()
         } else if let Some(e) = cause.downcast_ref::<LookupError>() {
+            e.is_bad_input()
+        } else if let Some(e) = cause.downcast_ref::<CatalogError>() {
+            e.is_bad_input()
+        } else if let Some(LabelError::Tape(e)) = cause.downcast_ref::<LabelError>() {
             e.is_bad_input()
         } else {
             false
@@ -141,6 +170,14 @@ fn run(command: Command, config: &Config) -> Result<()> {
         Command::Load(args) => changer::load(args, config),
         Command::Unload(args) => changer::unload(args, config),
         Command::Move(args) => changer::move_medium(args, config),
+        Command::MigratePytp(args) => migrate::run(args, config),
+        Command::Pool(cmd) => catalog::pool(cmd, config),
+        Command::Volume(cmd) => catalog::volume(cmd, config),
+        Command::Find(args) => query::find(args, config),
+        Command::List(args) => query::list(args, config),
+        Command::Inventory(args) => query::inventory(args, config),
+        Command::Status(args) => query::status(args, config),
+        Command::Catalog(cmd) => catalog::catalog(cmd, config),
     }
 }
 

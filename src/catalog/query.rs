@@ -1,0 +1,486 @@
+//! Questions the catalogue answers without reading a tape: where is this file (every
+//! version), which files match a pattern, what is on a volume, which backups ran.
+
+use super::backups::{BackupStatus, FileKind};
+use super::{Catalog, Result};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Where one part of a file version is on tape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentInfo {
+    pub volume: String,
+    pub tape_file: Option<i64>,
+    pub block: Option<i64>,
+    pub offset: Option<i64>,
+    pub file_offset: i64,
+    pub length: i64,
+}
+
+/// The backup a file version belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupRef {
+    pub uuid: String,
+    pub label: Option<String>,
+    pub job: Option<String>,
+    pub kind: String,
+    pub started_at: i64,
+    pub status: BackupStatus,
+}
+
+/// One version of a file: a row of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileVersion {
+    pub path: String,
+    pub kind: FileKind,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+    pub mode: Option<i64>,
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub link: Option<String>,
+    /// Hex BLAKE3 of the content, when known.
+    pub blake3: Option<String>,
+    pub backup: BackupRef,
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// A backup as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupSummary {
+    pub uuid: String,
+    pub job: Option<String>,
+    pub label: Option<String>,
+    pub kind: String,
+    pub status: BackupStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub files: i64,
+    pub bytes: i64,
+    pub drive: Option<String>,
+    pub pool: Option<String>,
+    pub origin: String,
+    pub error: Option<String>,
+    pub volumes: Vec<String>,
+}
+
+const VERSION_COLUMNS: &str = "f.id, f.dir_id, n.name, f.kind, f.size, f.mtime, f.mode, f.uid, \
+    f.gid, f.link, f.blake3, b.uuid, b.label, j.name, b.kind, b.started_at, b.status";
+
+const VERSION_FROM: &str = "files f JOIN names n ON n.id = f.name_id \
+    JOIN backups b ON b.id = f.backup_id LEFT JOIN jobs j ON j.id = b.job_id";
+
+/// A row of VERSION_COLUMNS, before its path and segments are filled in.
+struct Row {
+    file_id: i64,
+    dir_id: i64,
+    name: String,
+    version: FileVersion,
+}
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let blake3: Option<Vec<u8>> = r.get(10)?;
+    let status: String = r.get(16)?;
+    Ok(Row {
+        file_id: r.get(0)?,
+        dir_id: r.get(1)?,
+        name: r.get(2)?,
+        version: FileVersion {
+            path: String::new(),
+            kind: FileKind::from_code(r.get(3)?),
+            size: r.get(4)?,
+            mtime_ns: r.get(5)?,
+            mode: r.get(6)?,
+            uid: r.get(7)?,
+            gid: r.get(8)?,
+            link: r.get(9)?,
+            blake3: blake3.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            backup: BackupRef {
+                uuid: r.get(11)?,
+                label: r.get(12)?,
+                job: r.get(13)?,
+                kind: r.get(14)?,
+                started_at: r.get(15)?,
+                status: BackupStatus::parse(&status),
+            },
+            segments: Vec::new(),
+        },
+    })
+}
+
+/// How a name pattern is matched.
+enum Matcher {
+    /// Case-insensitive substring.
+    Substring(String),
+    /// Case-insensitive glob over the whole name (`*`, `?`).
+    Glob(Vec<GlobPart>),
+}
+
+#[derive(Debug, PartialEq)]
+enum GlobPart {
+    Literal(String),
+    AnyOne,
+    AnyRun,
+}
+
+impl Matcher {
+    fn new(pattern: &str) -> Matcher {
+        let lower = pattern.to_lowercase();
+        if !lower.contains(['*', '?']) {
+            return Matcher::Substring(lower);
+        }
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        for c in lower.chars() {
+            if c == '*' || c == '?' {
+                if !lit.is_empty() {
+                    parts.push(GlobPart::Literal(std::mem::take(&mut lit)));
+                }
+                parts.push(if c == '*' {
+                    GlobPart::AnyRun
+                } else {
+                    GlobPart::AnyOne
+                });
+            } else {
+                lit.push(c);
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(GlobPart::Literal(lit));
+        }
+        Matcher::Glob(parts)
+    }
+
+    /// Literal runs a matching name must contain.
+    fn fragments(&self) -> Vec<&str> {
+        match self {
+            Matcher::Substring(s) => vec![s.as_str()],
+            Matcher::Glob(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    GlobPart::Literal(l) => Some(l.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        match self {
+            Matcher::Substring(s) => name.contains(s.as_str()),
+            Matcher::Glob(parts) => {
+                let chars: Vec<char> = name.chars().collect();
+                glob_match(parts, &chars)
+            }
+        }
+    }
+}
+
+fn glob_match(parts: &[GlobPart], name: &[char]) -> bool {
+    match parts.split_first() {
+        None => name.is_empty(),
+        Some((GlobPart::Literal(l), rest)) => {
+            let lc: Vec<char> = l.chars().collect();
+            name.starts_with(&lc) && glob_match(rest, &name[lc.len()..])
+        }
+        Some((GlobPart::AnyOne, rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
+        Some((GlobPart::AnyRun, rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
+    }
+}
+
+/// The FTS5 query for a name containing all `fragments`: every trigram, ANDed.
+fn trigram_query(fragments: &[&str]) -> Option<String> {
+    let mut grams: Vec<String> = Vec::new();
+    for f in fragments {
+        let chars: Vec<char> = f.chars().collect();
+        for w in chars.windows(3) {
+            let g: String = w.iter().collect();
+            if !grams.contains(&g) {
+                grams.push(g);
+            }
+        }
+    }
+    if grams.is_empty() {
+        return None;
+    }
+    Some(
+        grams
+            .iter()
+            .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    )
+}
+
+impl Catalog {
+    /// The full path of a directory id, `/` for the root.
+    fn dir_path(&self, dir_id: i64, cache: &mut HashMap<i64, String>) -> Result<String> {
+        if dir_id == 1 {
+            return Ok(String::new());
+        }
+        if let Some(p) = cache.get(&dir_id) {
+            return Ok(p.clone());
+        }
+        let (parent, name): (Option<i64>, String) = self
+            .conn()
+            .prepare_cached(
+                "SELECT d.parent, n.name FROM dirs d JOIN names n ON n.id = d.name_id WHERE d.id = ?1",
+            )?
+            .query_row([dir_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let path = format!("{}/{name}", self.dir_path(parent.unwrap_or(1), cache)?);
+        cache.insert(dir_id, path.clone());
+        Ok(path)
+    }
+
+    fn segments_of(&self, file_id: i64) -> Result<Vec<SegmentInfo>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT v.label, s.tape_file, s.block, s.offset, s.file_offset, s.length
+             FROM segments s JOIN volumes v ON v.id = s.volume_id
+             WHERE s.file_id = ?1 ORDER BY s.seq",
+        )?;
+        let rows = stmt
+            .query_map([file_id], |r| {
+                Ok(SegmentInfo {
+                    volume: r.get(0)?,
+                    tape_file: r.get(1)?,
+                    block: r.get(2)?,
+                    offset: r.get(3)?,
+                    file_offset: r.get(4)?,
+                    length: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn complete(&self, row: Row, dirs: &mut HashMap<i64, String>) -> Result<FileVersion> {
+        let mut v = row.version;
+        v.path = format!("{}/{}", self.dir_path(row.dir_id, dirs)?, row.name);
+        v.segments = self.segments_of(row.file_id)?;
+        Ok(v)
+    }
+
+    fn name_id(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT id FROM names WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Every version of the file at `path` (absolute), newest first. An index lookup per
+    /// path component, then one per version.
+    pub fn find_path(&self, path: &str) -> Result<Vec<FileVersion>> {
+        let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some(name) = parts.pop() else {
+            return Ok(Vec::new());
+        };
+        let mut dir_id = 1i64;
+        for part in parts {
+            let Some(name_id) = self.name_id(part)? else {
+                return Ok(Vec::new());
+            };
+            let next: Option<i64> = self
+                .conn()
+                .prepare_cached("SELECT id FROM dirs WHERE parent = ?1 AND name_id = ?2")?
+                .query_row([dir_id, name_id], |r| r.get(0))
+                .optional()?;
+            match next {
+                Some(d) => dir_id = d,
+                None => return Ok(Vec::new()),
+            }
+        }
+        let Some(name_id) = self.name_id(name)? else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
+             WHERE f.name_id = ?1 AND f.dir_id = ?2 ORDER BY b.started_at DESC, f.id DESC"
+        ))?;
+        let rows = stmt
+            .query_map([name_id, dir_id], version_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut dirs = HashMap::new();
+        rows.into_iter()
+            .map(|r| self.complete(r, &mut dirs))
+            .collect()
+    }
+
+    /// Versions of files whose name contains `pattern` (case-insensitive), or matches it
+    /// as a glob when it holds `*` or `?`. Candidates come from the trigram index; at most
+    /// `limit` versions are returned, and the flag says whether more exist.
+    pub fn find_pattern(&self, pattern: &str, limit: usize) -> Result<(Vec<FileVersion>, bool)> {
+        let matcher = Matcher::new(pattern);
+        let mut name_ids: Vec<(i64, String)> = Vec::new();
+        let mut consider = |id: i64, name: String| {
+            if matcher.matches(&name) {
+                name_ids.push((id, name));
+            }
+        };
+        match trigram_query(&matcher.fragments()) {
+            Some(q) => {
+                let mut stmt = self.conn().prepare_cached(
+                    "SELECT n.id, n.name FROM names_fts JOIN names n ON n.id = names_fts.rowid
+                     WHERE names_fts MATCH ?1",
+                )?;
+                let mut rows = stmt.query([q])?;
+                while let Some(r) = rows.next()? {
+                    consider(r.get(0)?, r.get(1)?);
+                }
+            }
+            None => {
+                // Under three characters: no trigram to look up, scan the names.
+                let mut stmt = self.conn().prepare_cached("SELECT id, name FROM names")?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    consider(r.get(0)?, r.get(1)?);
+                }
+            }
+        }
+        name_ids.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut out = Vec::new();
+        let mut dirs = HashMap::new();
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
+             WHERE f.name_id = ?1 ORDER BY f.dir_id, b.started_at DESC LIMIT ?2"
+        ))?;
+        for (name_id, _) in name_ids {
+            let room = limit + 1 - out.len();
+            let rows = stmt
+                .query_map(params![name_id, room as i64], version_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for r in rows {
+                out.push(self.complete(r, &mut dirs)?);
+            }
+            if out.len() > limit {
+                out.truncate(limit);
+                return Ok((out, true));
+            }
+        }
+        out.sort_by(|a, b| {
+            a.path
+                .cmp(&b.path)
+                .then(b.backup.started_at.cmp(&a.backup.started_at))
+        });
+        Ok((out, false))
+    }
+
+    /// Every file with a part on volume `label`, in tape order; `f` is called per file
+    /// (so a volume of millions of files streams).
+    pub fn files_on_volume(
+        &self,
+        label: &str,
+        mut f: impl FnMut(FileVersion) -> Result<()>,
+    ) -> Result<()> {
+        let volume = self.volume(label)?;
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
+             JOIN segments s ON s.file_id = f.id AND s.volume_id = ?1
+             WHERE f.backup_id IN (SELECT backup_id FROM backup_volumes WHERE volume_id = ?1)
+             ORDER BY s.tape_file, s.block, s.offset, f.id"
+        ))?;
+        let mut rows = stmt.query([volume.id])?;
+        let mut dirs = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let row = version_row(r)?;
+            f(self.complete(row, &mut dirs)?)?;
+        }
+        Ok(())
+    }
+
+    /// Backups, newest first: all, or of one job; running ones always included.
+    pub fn backups(&self, job: Option<&str>, limit: usize) -> Result<Vec<BackupSummary>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT b.id, b.uuid, j.name, b.label, b.kind, b.status, b.started_at, b.finished_at,
+                    b.files, b.bytes, b.drive, p.name, b.origin, b.error
+             FROM backups b LEFT JOIN jobs j ON j.id = b.job_id LEFT JOIN pools p ON p.id = b.pool_id
+             WHERE (?1 IS NULL OR j.name = ?1)
+             ORDER BY b.status = 'running' DESC, b.started_at DESC, b.id DESC LIMIT ?2",
+        )?;
+        let rows: Vec<(i64, BackupSummary)> = stmt
+            .query_map(params![job, limit as i64], |r| {
+                let status: String = r.get(5)?;
+                Ok((
+                    r.get(0)?,
+                    BackupSummary {
+                        uuid: r.get(1)?,
+                        job: r.get(2)?,
+                        label: r.get(3)?,
+                        kind: r.get(4)?,
+                        status: BackupStatus::parse(&status),
+                        started_at: r.get(6)?,
+                        finished_at: r.get(7)?,
+                        files: r.get(8)?,
+                        bytes: r.get(9)?,
+                        drive: r.get(10)?,
+                        pool: r.get(11)?,
+                        origin: r.get(12)?,
+                        error: r.get(13)?,
+                        volumes: Vec::new(),
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut vols = self.conn().prepare_cached(
+            "SELECT v.label FROM backup_volumes bv JOIN volumes v ON v.id = bv.volume_id
+             WHERE bv.backup_id = ?1 ORDER BY bv.seq",
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, mut b) in rows {
+            b.volumes = vols
+                .query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Whether a job of this name exists.
+    pub fn job_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM jobs WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Names of all jobs.
+    pub fn job_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn().prepare("SELECT name FROM jobs ORDER BY name")?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_substrings_match_names_case_insensitively() {
+        let m = Matcher::new("holiday");
+        assert!(m.matches("Summer-HOLIDAY.mp4"));
+        assert!(!m.matches("work.txt"));
+        let g = Matcher::new("*.MP?");
+        assert!(g.matches("clip.mp4"));
+        assert!(!g.matches("clip.mp4.bak"));
+        assert_eq!(g.fragments(), vec![".mp"]);
+        let g = Matcher::new("IMG_*_2024*");
+        assert!(g.matches("img_0001_2024-05.jpg"));
+        assert!(!g.matches("img_0001_2023.jpg"));
+    }
+
+    #[test]
+    fn trigram_queries_quote_and_dedupe() {
+        assert_eq!(trigram_query(&["abab"]).unwrap(), "\"aba\" AND \"bab\"");
+        assert_eq!(trigram_query(&["ab"]), None);
+        assert_eq!(
+            trigram_query(&["a\"bc"]).unwrap(),
+            "\"a\"\"b\" AND \"\"\"bc\""
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! `tapedeck pool|volume|catalog ...`: pools, volumes and their labels, and the
+//! catalogue's own upkeep.
+
+use super::bad_input;
+use super::output::{or_dash, print_json, Table};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use tapedeck::catalog::{format_time, Catalog, CatalogError, PoolKind, Volume, VolumeStatus};
+use tapedeck::config::Config;
+use tapedeck::drives::{self, DriveKind};
+use tapedeck::label::{self, Label, TapeStart, LABEL_FORMAT};
+use tapedeck::units::{format_size, parse_size};
+use tapedeck::vlib::cartridge::Cartridge;
+use tapedeck::vlib::Library;
+
+/// Opens the catalogue for changes.
+pub fn open(config: &Config) -> Result<Catalog> {
+    Ok(Catalog::open(&config.catalog_path())?)
+}
+
+/// Opens the catalogue for questions; a read-only file still answers them.
+pub fn open_for_reading(config: &Config) -> Result<Catalog> {
+    let path = config.catalog_path();
+    match Catalog::open(&path) {
+        Ok(c) => Ok(c),
+        Err(CatalogError::ReadOnly { .. }) => Ok(Catalog::open_read_only(&path)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool: a named set of volumes whose data is kept for RETENTION days
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Days a backup's data is protected from being overwritten
+        #[arg(long, value_name = "DAYS")]
+        retention: i64,
+        #[arg(long, default_value = "daily", value_parser = ["daily", "weekly", "monthly", "archive"])]
+        kind: String,
+    },
+    /// Pools with their volume counts and space
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a volume into a pool (registering it if the catalogue does not know it yet)
+    AddVolume {
+        #[arg(long)]
+        pool: String,
+        /// The volume's label (or barcode)
+        #[arg(long)]
+        tape: String,
+        /// Move it even though it holds unexpired data of another pool
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Volumes: label, pool, status, space, expiry
+    List {
+        /// Only this pool's volumes (`--pool ""` for the scratch set)
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the catalogue knows about one volume
+    Show {
+        /// The volume's label (or barcode)
+        #[arg(long)]
+        tape: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the label (tape file 0) on the cartridge in a drive and record the volume;
+    /// everything on the tape is lost. Refused while its data is protected, unless --force
+    Label(LabelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// The label to write (default: the cartridge's barcode, with a changer)
+    #[arg(long)]
+    tape: Option<String>,
+    /// Pool to put it in (default: the scratch set, which any pool may take from)
+    #[arg(long)]
+    pool: Option<String>,
+    /// The drive holding the cartridge [default: $TAPEDECK_DRIVE, default_drive, else the
+    /// first drive]
+    #[arg(long, short, env = "TAPEDECK_DRIVE")]
+    drive: Option<String>,
+    /// Block size for everything written to this volume [default: the drive's, 512 KiB]
+    #[arg(long)]
+    block_size: Option<String>,
+    /// Overwrite unexpired or foreign data
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// SQLite integrity check plus the catalogue's invariants (exit 1 when damaged)
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the catalogue to FILE with SQLite's online backup (consistent while backups run)
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+}
+
+pub fn pool(cmd: PoolCommand, config: &Config) -> Result<()> {
+    let mut cat = open(config)?;
+    match cmd {
+        PoolCommand::Create {
+            name,
+            retention,
+            kind,
+        } => {
+            let kind: PoolKind = kind.parse().map_err(bad_input)?;
+            let p = cat.create_pool(&name, kind, retention)?;
+            println!(
+                "Created pool {} ({}, data kept {} days).",
+                p.name, p.kind, p.retention_days
+            );
+        }
+        PoolCommand::List { json } => {
+            let pools = cat.pools()?;
+            if json {
+                return print_json(&pools);
+            }
+            let mut t = Table::new(&[
+                "POOL",
+                "KIND",
+                "RETENTION",
+                "VOLUMES",
+                "APPENDABLE",
+                "FULL",
+                "USED",
+                "CAPACITY",
+            ]);
+            for p in pools {
+                t.row(vec![
+                    p.pool.name,
+                    p.pool.kind.to_string(),
+                    format!("{} days", p.pool.retention_days),
+                    p.volumes.to_string(),
+                    p.appendable.to_string(),
+                    p.full.to_string(),
+                    format_size(p.used as u64),
+                    format_size(p.capacity as u64),
+                ]);
+            }
+            t.print();
+        }
+        PoolCommand::AddVolume { pool, tape, force } => {
+            cat.pool(&pool)?;
+            cat.register_volume(&tape, None, None)?;
+            let v = cat.assign_pool(&tape, &pool, force)?;
+            println!("Volume {} is in pool {pool} ({}).", v.label, v.status);
+        }
+    }
+    Ok(())
+}
+
+fn volume_table(volumes: &[Volume]) -> Table {
+    let mut t = Table::new(&[
+        "VOLUME", "POOL", "STATUS", "USED", "CAPACITY", "FILES", "EXPIRES", "LOCATION",
+    ]);
+    for v in volumes {
+        t.row(vec![
+            v.label.clone(),
+            v.pool.clone().unwrap_or_else(|| "(scratch)".into()),
+            v.status.to_string(),
+            format_size(v.used as u64),
+            or_dash(v.capacity.map(|c| format_size(c as u64))),
+            v.tape_files.to_string(),
+            or_dash(v.expires_at.map(format_time)),
+            or_dash(v.location.as_ref()),
+        ]);
+    }
+    t
+}
+
+pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
+    match cmd {
+        VolumeCommand::List { pool, json } => {
+            let cat = open_for_reading(config)?;
+            let volumes = cat.volumes(pool.as_deref())?;
+            if json {
+                return print_json(&volumes);
+            }
+            volume_table(&volumes).print();
+        }
+        VolumeCommand::Show { tape, json } => {
+            let cat = open_for_reading(config)?;
+            let v = cat.volume(&tape)?;
+            if json {
+                return print_json(&v);
+            }
+            let rows = [
+                ("Volume", v.label.clone()),
+                ("Barcode", or_dash(v.barcode.as_ref())),
+                ("UUID", or_dash(v.uuid.as_ref())),
+                ("Pool", v.pool.clone().unwrap_or_else(|| "(scratch)".into())),
+                ("Status", v.status.to_string()),
+                ("Media", or_dash(v.media.as_ref())),
+                ("Used", format_size(v.used as u64)),
+                (
+                    "Capacity",
+                    or_dash(v.capacity.map(|c| format_size(c as u64))),
+                ),
+                (
+                    "Block size",
+                    or_dash(v.block_size.map(|b| format_size(b as u64))),
+                ),
+                ("Tape files", v.tape_files.to_string()),
+                ("Protected until", or_dash(v.expires_at.map(format_time))),
+                ("Passes", v.passes.to_string()),
+                ("Labelled", or_dash(v.labelled_at.map(format_time))),
+                ("Last written", or_dash(v.written_at.map(format_time))),
+                ("Location", or_dash(v.location.as_ref())),
+                ("Error", or_dash(v.error.as_ref())),
+            ];
+            for (k, val) in rows {
+                println!("{:<16} {val}", format!("{k}:"));
+            }
+        }
+        VolumeCommand::Label(args) => label_volume(args, config)?,
+    }
+    Ok(())
+}
+
+/// Barcode, media and capacity of the cartridge in a virtual drive.
+fn virtual_cartridge(kind: &DriveKind, drive: &str) -> Result<Option<(String, String, u64)>> {
+    let DriveKind::Virtual { library, .. } = kind else {
+        return Ok(None);
+    };
+    let lib = Library::open(library)?;
+    let file = lib.read()?;
+    let entry = &file.drives[file.drive_index(drive)?];
+    let Some(barcode) = entry.cartridge.clone() else {
+        return Ok(None);
+    };
+    let meta = Cartridge::read_meta(&lib.cartridge_dir(&barcode))?;
+    Ok(Some((
+        barcode,
+        format!("LTO-{}", meta.generation),
+        meta.capacity,
+    )))
+}
+
+fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
+    let spec = drives::resolve(config, args.drive.as_deref())?;
+    let cartridge = virtual_cartridge(&spec.kind, &spec.name)?;
+    let barcode = cartridge.as_ref().map(|c| c.0.clone());
+    let label_text = match (&args.tape, &barcode) {
+        (Some(t), _) => t.clone(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => return Err(bad_input(
+            "give the label with --tape (the drive's cartridge has no barcode tapedeck can read)",
+        )),
+    };
+    let mut cat = open(config)?;
+    if let Some(pool) = &args.pool {
+        cat.pool(pool)?;
+    }
+    let mut drive = spec.open()?;
+    let status = drive.status()?;
+    if !status.online {
+        return Err(tapedeck::tape::TapeError::NotReady {
+            drive: spec.name.clone(),
+        }
+        .into());
+    }
+    let block_size = match &args.block_size {
+        Some(text) => parse_size(text).map_err(bad_input)?,
+        None => config
+            .file
+            .drives
+            .iter()
+            .find(|d| d.name == spec.name)
+            .and_then(|d| d.block_size)
+            .unwrap_or(tapedeck::config::DEFAULT_BLOCK_SIZE),
+    };
+    let block_size = u32::try_from(block_size)
+        .ok()
+        .filter(|b| {
+            (tapedeck::config::MIN_BLOCK_SIZE..=tapedeck::config::MAX_BLOCK_SIZE)
+                .contains(&(*b as u64))
+        })
+        .ok_or_else(|| {
+            bad_input(format!(
+                "block size {} is not allowed: {} to {}",
+                format_size(block_size),
+                format_size(tapedeck::config::MIN_BLOCK_SIZE),
+                format_size(tapedeck::config::MAX_BLOCK_SIZE)
+            ))
+        })?;
+    // What is on the tape now decides whether we may overwrite it.
+    match label::read_tape_start(drive.as_mut())? {
+        TapeStart::Blank => {}
+        TapeStart::Foreign(what) if !args.force => {
+            return Err(bad_input(format!(
+                "the tape in {} holds {what}, not written by tapedeck; use --force to overwrite it",
+                spec.name
+            )))
+        }
+        TapeStart::Foreign(_) => {}
+        TapeStart::Labelled(old) => {
+            if old.label != label_text && !args.force {
+                return Err(bad_input(format!(
+                    "the tape in {} is labelled {}; use --force to relabel it as {label_text}",
+                    spec.name, old.label
+                )));
+            }
+            if let Some(v) = cat.find_volume(&old.label)? {
+                cat.check_overwritable(&v, args.force)?;
+            }
+        }
+    }
+    if let Some(v) = cat.find_volume(&label_text)? {
+        cat.check_overwritable(&v, args.force)?;
+        if !v.status.can_become(VolumeStatus::Empty) {
+            return Err(CatalogError::Transition {
+                label: v.label,
+                from: v.status,
+                to: VolumeStatus::Empty,
+            }
+            .into());
+        }
+    }
+    let new = Label {
+        format: LABEL_FORMAT,
+        label: label_text.clone(),
+        barcode: barcode.clone(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        pool: args.pool.clone(),
+        media: cartridge.as_ref().map(|c| c.1.clone()),
+        block_size,
+        created: jiff::Timestamp::now().to_string(),
+        tapedeck: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    label::write_label(drive.as_mut(), &new)
+        .with_context(|| format!("writing the label on the tape in {}", spec.name))?;
+    let location = format!("drive {}", spec.name);
+    let v = cat.record_label(&tapedeck::catalog::LabelRecord {
+        label: &new.label,
+        barcode: barcode.as_deref(),
+        uuid: &new.uuid,
+        pool: args.pool.as_deref(),
+        media: new.media.as_deref(),
+        capacity: cartridge.as_ref().map(|c| c.2 as i64),
+        block_size: block_size as i64,
+        used: block_size as i64,
+        location: Some(&location),
+    })?;
+    println!(
+        "Labelled {} in {} ({}, {} blocks).",
+        v.label,
+        spec.name,
+        v.pool
+            .map(|p| format!("pool {p}"))
+            .unwrap_or_else(|| "scratch".into()),
+        format_size(block_size as u64)
+    );
+    Ok(())
+}
+
+pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
+    match cmd {
+        CatalogCommand::Check { json } => {
+            let cat = open_for_reading(config)?;
+            let report = cat.check()?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for line in report.integrity.iter().chain(&report.problems) {
+                    println!("DAMAGE  {line}");
+                }
+                for line in &report.notes {
+                    println!("note    {line}");
+                }
+                if report.is_ok() {
+                    println!("Catalogue {} is consistent.", cat.path().display());
+                }
+            }
+            if !report.is_ok() {
+                anyhow::bail!(
+                    "catalogue {}: {} problems found",
+                    cat.path().display(),
+                    report.integrity.len() + report.problems.len()
+                );
+            }
+        }
+        CatalogCommand::Backup { to } => {
+            let cat = open_for_reading(config)?;
+            cat.backup_to(&to)?;
+            println!("Copied the catalogue to {}.", to.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Importing history from other tools.
+
+pub mod pytp;

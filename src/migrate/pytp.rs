@@ -1,0 +1,1 @@
+//! Import from pytp (being written).
