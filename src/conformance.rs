@@ -25,6 +25,13 @@ pub trait Rig {
     }
     /// Blocks of [`Rig::block_size`] that fit on the cartridge, when known.
     fn capacity_blocks(&self) -> Option<u64>;
+    /// Opens the drive, reporting failure instead of panicking (for the busy case).
+    fn try_drive(&mut self) -> Result<Box<dyn TapeDrive>, TapeError>;
+    /// Makes the next read of logical block `object` fail with a medium error; false when
+    /// this rig cannot, and the case is skipped with a message.
+    fn inject_read_error(&mut self, object: u64) -> bool;
+    /// Takes back an injected read error that is still pending.
+    fn clear_read_error(&mut self) {}
 }
 
 /// A block of `size` bytes whose first four bytes are `tag` (little-endian).
@@ -400,6 +407,11 @@ pub fn early_warning_then_end_of_medium(rig: &mut dyn Rig) {
         matches!(end, TapeError::EndOfMedium { .. }),
         "the physical end is reported as end of medium, got {end:?}"
     );
+    let filemark = d.write_filemarks(1, false);
+    assert!(
+        matches!(filemark, Err(TapeError::EndOfMedium { .. })),
+        "a filemark at the physical end gave {filemark:?}"
+    );
     d.rewind().expect("rewind after end of medium");
 }
 
@@ -472,6 +484,58 @@ pub fn erase_from_bot(rig: &mut dyn Rig) {
     );
 }
 
+/// A second open of a drive in use fails with "busy" (naming who holds it where it can).
+pub fn second_open_is_busy(rig: &mut dyn Rig) {
+    let _held = rig.drive();
+    match rig.try_drive() {
+        Err(e) if e.is_busy() => {}
+        Err(e) => panic!("a second open failed, but not as busy: {e:?}"),
+        Ok(_) => panic!("a second open of a drive in use succeeded"),
+    }
+}
+
+/// The drive keeps its position and block size between opens (a non-rewinding device).
+pub fn position_survives_reopening(rig: &mut dyn Rig) {
+    let (mut d, bs) = fresh(rig);
+    for tag in 0..3 {
+        write(d.as_mut(), tag, bs);
+    }
+    d.write_filemarks(1, false).expect("filemark");
+    d.locate(2).expect("locate 2");
+    drop(d);
+    let mut d = rig.drive();
+    assert_eq!(pos(d.as_mut()), 2, "position after reopening");
+    assert_eq!(
+        d.status().expect("status").block_size,
+        bs as u32,
+        "block size after reopening"
+    );
+}
+
+/// A read that fails on the medium is a medium error at that block, not end of data, and
+/// the tape stays there (so the caller decides whether to retry or pass over it).
+pub fn read_error_is_a_medium_error(rig: &mut dyn Rig) {
+    let (mut d, bs) = fresh(rig);
+    for tag in 0..5 {
+        write(d.as_mut(), tag, bs);
+    }
+    d.write_filemarks(1, false).expect("filemark");
+    d.locate(2).expect("locate 2");
+    if !rig.inject_read_error(2) {
+        eprintln!("skipped: this rig cannot inject a read error");
+        return;
+    }
+    let mut buf = vec![0u8; bs];
+    let got = d.read_block(&mut buf);
+    rig.clear_read_error();
+    match got {
+        Err(TapeError::Medium { position: 2, .. }) => {}
+        other => panic!("an injected medium error gave {other:?}"),
+    }
+    assert_eq!(pos(d.as_mut()), 2, "the tape stayed at the bad block");
+    expect_block(rig, d.as_mut(), 2, bs);
+}
+
 /// Generates one `#[test]` per conformance case for a rig expression. Extra attributes
 /// (such as `#[ignore = "..."]`) go on every test.
 #[macro_export]
@@ -494,6 +558,9 @@ macro_rules! conformance_tests {
             write_protect_refuses_writes
             unload_and_load
             erase_from_bot
+            second_open_is_busy
+            position_survives_reopening
+            read_error_is_a_medium_error
         );
     };
     (@cases ($rig:expr) [$(#[$attr:meta])*]) => {};

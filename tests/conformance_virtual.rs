@@ -2,7 +2,7 @@
 //! Linux `st` driver in `tests/conformance_st.rs` (inside a VM, from `.ci/run`).
 
 use tapedeck::conformance::Rig;
-use tapedeck::tape::{Changer, Element, TapeDrive};
+use tapedeck::tape::{Changer, Element, TapeDrive, TapeError};
 use tapedeck::vlib::{InitOptions, Library};
 
 const BLOCK: u64 = 4096;
@@ -55,6 +55,20 @@ impl Rig for VirtualRig {
     }
     fn capacity_blocks(&self) -> Option<u64> {
         Some(CAPACITY_BLOCKS)
+    }
+    fn try_drive(&mut self) -> Result<Box<dyn TapeDrive>, TapeError> {
+        Ok(Box::new(self.lib.open_drive("lto9")?))
+    }
+    fn inject_read_error(&mut self, object: u64) -> bool {
+        self.lib
+            .update_cartridge(&self.barcode, |m| m.faults.read_error_at = Some(object))
+            .expect("inject a read error");
+        true
+    }
+    fn clear_read_error(&mut self) {
+        self.lib
+            .update_cartridge(&self.barcode, |m| m.faults.read_error_at = None)
+            .expect("clear the read error");
     }
 }
 

@@ -196,6 +196,14 @@ pub enum TapeError {
 }
 
 impl TapeError {
+    /// True when the drive is held by another process (or another handle of this one).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            TapeError::Busy { .. } | TapeError::Library(crate::vlib::VlibError::InUse { .. })
+        )
+    }
+
     /// True where the operator asked for something that cannot be (exit code 2), as
     /// opposed to a failure of the drive or the medium (exit code 1).
     pub fn is_bad_input(&self) -> bool {

@@ -103,6 +103,14 @@ pub fn generation_from_barcode(barcode: &str) -> Option<u8> {
     chars.next()?.to_digit(10).map(|d| d as u8)
 }
 
+/// What identifies a version of `cartridge.json`: it is replaced by rename, so its inode
+/// changes with every write (the mtime alone can repeat within a clock tick).
+fn modified(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?))
+}
+
 /// A cartridge's directory with its metadata and tape-file sizes, opened for use in a drive.
 pub struct Cartridge {
     pub dir: PathBuf,
@@ -111,6 +119,8 @@ pub struct Cartridge {
     pub file_blocks: Vec<u64>,
     /// Open handle on the last tape file while appending.
     append: Option<(u64, File)>,
+    /// The version of `cartridge.json` whose faults are in `meta`.
+    faults_seen: Option<(u64, std::time::SystemTime)>,
 }
 
 impl Cartridge {
@@ -187,6 +197,7 @@ impl Cartridge {
             });
         }
         Ok(Cartridge {
+            faults_seen: modified(&Self::meta_path(dir)),
             dir: dir.to_path_buf(),
             meta,
             file_blocks,
@@ -194,8 +205,23 @@ impl Cartridge {
         })
     }
 
-    pub fn save_meta(&self) -> Result<(), VlibError> {
-        write_json_atomic(&Self::meta_path(&self.dir), &self.meta)
+    pub fn save_meta(&mut self) -> Result<(), VlibError> {
+        let path = Self::meta_path(&self.dir);
+        write_json_atomic(&path, &self.meta)?;
+        self.faults_seen = modified(&path);
+        Ok(())
+    }
+
+    /// Picks up faults injected into `cartridge.json` while the cartridge is in use (by
+    /// `vlib set` or a test): one `stat` per call, a re-read only when the file changed.
+    pub fn refresh_faults(&mut self) -> Result<(), VlibError> {
+        let path = Self::meta_path(&self.dir);
+        let now = modified(&path);
+        if now != self.faults_seen {
+            self.meta.faults = Self::read_meta(&self.dir)?.faults;
+            self.faults_seen = now;
+        }
+        Ok(())
     }
 
     /// Bytes recorded on the tape.

@@ -27,6 +27,13 @@ enum Eom {
     AfterFilemark,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    Known,
+    FileOnly,
+    Unknown,
+}
+
 /// A drive of a [`Library`], opened for exclusive use (a flock held until drop).
 pub struct VirtualDrive {
     lib: Library,
@@ -42,6 +49,13 @@ pub struct VirtualDrive {
     last_op_write: bool,
     eom: Eom,
     eod_flag: bool,
+    /// The last operation read, wrote or spaced over a filemark (st's `GMT_EOF`).
+    filemark_flag: bool,
+    /// What `st` can tell of the file and block number: after a LOCATE neither, after
+    /// spacing back or to end of data not the block.
+    numbers: Numbers,
+    /// A write hit the physical end: no filemark fits any more.
+    at_end: bool,
     streamer: Option<Streamer>,
     /// Streaming counters already added to `library.json`.
     stats_saved: StreamStats,
@@ -83,6 +97,9 @@ impl VirtualDrive {
             last_op_write: false,
             eom: Eom::Normal,
             eod_flag: false,
+            filemark_flag: false,
+            numbers: Numbers::Unknown,
+            at_end: false,
             streamer,
             stats_saved: StreamStats::default(),
             lib,
@@ -137,6 +154,9 @@ impl VirtualDrive {
 
     fn ready(&mut self) -> Result<()> {
         self.refresh()?;
+        if let Some(c) = &mut self.cart {
+            c.refresh_faults()?;
+        }
         match &self.cart {
             Some(c) if self.loaded && !c.meta.faults.not_ready => Ok(()),
             _ => Err(self.not_ready()),
@@ -189,7 +209,7 @@ impl VirtualDrive {
 
     /// The filemark `st` writes before moving away from freshly written data.
     fn close_tape_file(&mut self) -> Result<()> {
-        if self.last_op_write {
+        if self.last_op_write && !self.at_end {
             self.write_filemarks(1, false)?;
         }
         Ok(())
@@ -234,7 +254,7 @@ impl Drop for VirtualDrive {
                 tracing::error!("{}: closing the tape file on close failed: {e}", self.name);
             }
             self.flush();
-            if let Err(e) = self.cart().save_meta() {
+            if let Err(e) = self.cart_mut().save_meta() {
                 tracing::error!("{}: saving the cartridge counters failed: {e}", self.name);
             }
         }
@@ -263,13 +283,13 @@ impl TapeDrive for VirtualDrive {
         let object = self.object();
         st.online = true;
         st.bot = object == 0;
-        st.filemark = block == 0 && file > 0;
+        st.filemark = self.filemark_flag;
         st.eod = self.eod_flag;
         st.early_warning = self.eom == Eom::Warned;
         st.write_protected = self.cart().meta.write_protected;
         st.density = self.cart().meta.generation;
-        st.file_number = Some(file);
-        st.block_number = Some(block);
+        st.file_number = (self.numbers != Numbers::Unknown).then_some(file);
+        st.block_number = (self.numbers == Numbers::Known).then_some(block);
         st.position = Some(object);
         Ok(st)
     }
@@ -331,6 +351,8 @@ impl TapeDrive for VirtualDrive {
             });
         }
         if cart.used_bytes() + len as u64 > cart.meta.capacity {
+            self.at_end = true;
+            self.last_op_write = false;
             return Err(TapeError::EndOfMedium { drive: name });
         }
         if cart.meta.faults.write_error_at == Some(object) {
@@ -346,6 +368,7 @@ impl TapeDrive for VirtualDrive {
         let past_warning = cart.used_bytes() > cart.meta.early_warning_at();
         self.pos.1 += 1;
         self.last_op_write = true;
+        self.filemark_flag = false;
         if past_warning && self.eom != Eom::AfterFilemark {
             self.eom = Eom::Warned;
         }
@@ -357,6 +380,11 @@ impl TapeDrive for VirtualDrive {
 
     fn write_filemarks(&mut self, count: u32, immediate: bool) -> Result<()> {
         self.check_writable()?;
+        if self.at_end && count > 0 {
+            return Err(TapeError::EndOfMedium {
+                drive: self.name.clone(),
+            });
+        }
         self.truncate_here()?;
         for _ in 0..count {
             self.cart_mut().append_filemark()?;
@@ -364,8 +392,14 @@ impl TapeDrive for VirtualDrive {
         }
         self.last_op_write = false;
         self.eod_flag = false;
-        if self.eom != Eom::Normal && count > 0 {
-            self.eom = Eom::AfterFilemark;
+        if count > 0 {
+            self.filemark_flag = true;
+            if self.numbers == Numbers::FileOnly {
+                self.numbers = Numbers::Known;
+            }
+            if self.eom != Eom::Normal {
+                self.eom = Eom::AfterFilemark;
+            }
         }
         if !immediate {
             self.flush();
@@ -382,12 +416,21 @@ impl TapeDrive for VirtualDrive {
             if file < self.cart().meta.filemarks {
                 self.pos = (file + 1, 0);
                 self.eod_flag = false;
+                self.filemark_flag = true;
+                if self.numbers == Numbers::FileOnly {
+                    self.numbers = Numbers::Known;
+                }
                 return Ok(ReadOutcome::Filemark);
             }
             self.eod_flag = true;
+            self.filemark_flag = false;
+            if self.numbers == Numbers::Known {
+                self.numbers = Numbers::FileOnly;
+            }
             return Ok(ReadOutcome::EndOfData);
         }
         self.eod_flag = false;
+        self.filemark_flag = false;
         let generation = self.cart().meta.generation;
         if !self.model.reads(generation) {
             return Err(TapeError::Incompatible {
@@ -423,7 +466,7 @@ impl TapeDrive for VirtualDrive {
         }
         let object = self.object();
         if self.cart().meta.faults.read_error_at == Some(object) {
-            self.pos.1 += 1;
+            // As a drive does: the tape stays at the block it could not read.
             self.cart_mut().meta.counters.read_errors += 1;
             return Err(TapeError::Medium {
                 drive: self.name.clone(),
@@ -448,6 +491,9 @@ impl TapeDrive for VirtualDrive {
         self.pos = (0, 0);
         self.eom = Eom::Normal;
         self.eod_flag = false;
+        self.filemark_flag = false;
+        self.numbers = Numbers::Known;
+        self.at_end = false;
         Ok(())
     }
 
@@ -462,13 +508,23 @@ impl TapeDrive for VirtualDrive {
         self.last_op_write = false;
         self.eom = Eom::Normal;
         self.eod_flag = false;
+        self.filemark_flag = false;
+        self.at_end = false;
         while remaining > 0 {
             let file = self.pos.0;
             if file < self.cart().meta.filemarks {
                 self.pos = (file + 1, 0);
+                self.filemark_flag = true;
+                if self.numbers == Numbers::FileOnly {
+                    self.numbers = Numbers::Known;
+                }
             } else {
                 self.pos = self.eod_pos();
                 self.eod_flag = true;
+                self.filemark_flag = false;
+                if self.numbers == Numbers::Known {
+                    self.numbers = Numbers::FileOnly;
+                }
                 return Ok(SpaceOutcome::EndOfData);
             }
             remaining -= 1;
@@ -480,6 +536,9 @@ impl TapeDrive for VirtualDrive {
                 return Ok(SpaceOutcome::BeginningOfTape);
             }
             self.pos = (file - 1, self.cart().file_blocks[file as usize - 1]);
+            if self.numbers == Numbers::Known {
+                self.numbers = Numbers::FileOnly;
+            }
             remaining += 1;
         }
         Ok(SpaceOutcome::Done)
@@ -490,6 +549,11 @@ impl TapeDrive for VirtualDrive {
         self.last_op_write = false;
         self.pos = self.eod_pos();
         self.eod_flag = true;
+        self.filemark_flag = false;
+        self.at_end = false;
+        if self.numbers == Numbers::Known {
+            self.numbers = Numbers::FileOnly;
+        }
         Ok(())
     }
 
@@ -502,6 +566,14 @@ impl TapeDrive for VirtualDrive {
         self.ready()?;
         self.close_tape_file()?;
         self.eom = Eom::Normal;
+        self.filemark_flag = false;
+        self.at_end = false;
+        // st knows neither the file nor the block number after a LOCATE, except at BOT.
+        self.numbers = if object == 0 {
+            Numbers::Known
+        } else {
+            Numbers::Unknown
+        };
         let eod = self.cart().eod();
         match self.cart().locate(object) {
             Some(pos) => {
@@ -546,6 +618,9 @@ impl TapeDrive for VirtualDrive {
         self.pos = (0, 0);
         self.eom = Eom::Normal;
         self.eod_flag = false;
+        self.filemark_flag = false;
+        self.numbers = Numbers::Known;
+        self.at_end = false;
         self.save_drive_state()?;
         Ok(())
     }
@@ -554,10 +629,11 @@ impl TapeDrive for VirtualDrive {
         if self.ready().is_ok() {
             self.close_tape_file()?;
             self.flush();
-            self.cart().save_meta()?;
+            self.cart_mut().save_meta()?;
         }
         self.pos = (0, 0);
         self.loaded = false;
+        self.at_end = false;
         self.save_drive_state()?;
         Ok(())
     }
