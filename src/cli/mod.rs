@@ -142,7 +142,14 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> u8 {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `migrate-pytp --config FILE` names pytp's config.json (as pytp users know it);
+    // tapedeck's own configuration then comes from TAPEDECK_CONFIG or the usual places.
+    if let Command::MigratePytp(args) = &mut cli.command {
+        if args.pytp_config.is_none() {
+            args.pytp_config = cli.config.take();
+        }
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
