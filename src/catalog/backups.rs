@@ -144,11 +144,11 @@ pub struct FileRecord {
     pub segments: Vec<SegmentRecord>,
 }
 
-/// Splits `/a/b/c` into its directory components and name; the root has none.
-fn split_path(path: &str) -> Option<(Vec<&str>, &str)> {
-    let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let name = parts.pop()?;
-    Some((parts, name))
+/// Splits `/a/b/c` into its directory (`/a/b`, empty for the root) and name.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let trimmed = path.trim_end_matches('/');
+    let (dir, name) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+    (!name.is_empty()).then_some((dir, name))
 }
 
 /// Interning caches, kept across batches of one writer; cleared when a batch fails.
@@ -166,17 +166,15 @@ impl Interner {
         if let Some(&id) = self.names.get(name) {
             return Ok(id);
         }
-        let found: Option<i64> = tx
-            .prepare_cached("SELECT id FROM names WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                tx.prepare_cached("INSERT INTO names (name) VALUES (?1)")?
-                    .execute([name])?;
-                tx.last_insert_rowid()
-            }
+        // Most names not in the cache are new: try the insert first.
+        let inserted = tx
+            .prepare_cached("INSERT INTO names (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+            .execute([name])?;
+        let id = if inserted == 1 {
+            tx.last_insert_rowid()
+        } else {
+            tx.prepare_cached("SELECT id FROM names WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))?
         };
         if self.names.len() >= INTERN_CACHE_LIMIT {
             self.names.clear();
@@ -185,33 +183,37 @@ impl Interner {
         Ok(id)
     }
 
-    /// The directory id of `/c0/c1/...`, creating the missing ones.
-    fn dir(&mut self, tx: &Transaction<'_>, components: &[&str]) -> rusqlite::Result<i64> {
-        if components.is_empty() {
+    /// The directory id of `/c0/c1/...` (empty for the root), creating the missing ones.
+    fn dir(&mut self, tx: &Transaction<'_>, dir: &str) -> rusqlite::Result<i64> {
+        let dir = dir.trim_end_matches('/');
+        if dir.is_empty() {
             return Ok(1);
         }
-        let key = components.join("/");
-        if let Some(&id) = self.dirs.get(&key) {
+        if let Some(&id) = self.dirs.get(dir) {
             return Ok(id);
         }
-        let parent = self.dir(tx, &components[..components.len() - 1])?;
-        let name_id = self.name(tx, components[components.len() - 1])?;
-        let found: Option<i64> = tx
-            .prepare_cached("SELECT id FROM dirs WHERE parent = ?1 AND name_id = ?2")?
-            .query_row([parent, name_id], |r| r.get(0))
-            .optional()?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                tx.prepare_cached("INSERT INTO dirs (parent, name_id) VALUES (?1, ?2)")?
-                    .execute([parent, name_id])?;
-                tx.last_insert_rowid()
-            }
+        let (parent_path, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let parent = self.dir(tx, parent_path)?;
+        if name.is_empty() {
+            return Ok(parent);
+        }
+        let name_id = self.name(tx, name)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO dirs (parent, name_id) VALUES (?1, ?2)
+                 ON CONFLICT (parent, name_id) DO NOTHING",
+            )?
+            .execute([parent, name_id])?;
+        let id = if inserted == 1 {
+            tx.last_insert_rowid()
+        } else {
+            tx.prepare_cached("SELECT id FROM dirs WHERE parent = ?1 AND name_id = ?2")?
+                .query_row([parent, name_id], |r| r.get(0))?
         };
         if self.dirs.len() >= INTERN_CACHE_LIMIT {
             self.dirs.clear();
         }
-        self.dirs.insert(key, id);
+        self.dirs.insert(dir.to_string(), id);
         Ok(id)
     }
 
@@ -236,14 +238,59 @@ fn index_new_names(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Where a backup's members are: which volume and tape file each part number stands for.
+#[derive(Default)]
+struct Parts {
+    /// (volume id, tape file) -> backup_volumes.seq
+    by_place: HashMap<(i64, Option<i64>), i64>,
+    next: i64,
+}
+
+impl Parts {
+    fn load(tx: &Transaction<'_>, backup_id: i64) -> rusqlite::Result<Parts> {
+        let mut parts = Parts::default();
+        let mut stmt = tx
+            .prepare("SELECT seq, volume_id, tape_file FROM backup_volumes WHERE backup_id = ?1")?;
+        let mut rows = stmt.query([backup_id])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            parts.by_place.insert((r.get(1)?, r.get(2)?), seq);
+            parts.next = parts.next.max(seq + 1);
+        }
+        Ok(parts)
+    }
+
+    /// The part number of a place, recording a new one in backup_volumes.
+    fn of(
+        &mut self,
+        tx: &Transaction<'_>,
+        backup_id: i64,
+        s: &SegmentRecord,
+    ) -> rusqlite::Result<i64> {
+        if let Some(&p) = self.by_place.get(&(s.volume_id, s.tape_file)) {
+            return Ok(p);
+        }
+        let p = self.next;
+        tx.prepare_cached(
+            "INSERT INTO backup_volumes (backup_id, seq, volume_id, tape_file) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![backup_id, p, s.volume_id, s.tape_file])?;
+        self.by_place.insert((s.volume_id, s.tape_file), p);
+        self.next += 1;
+        Ok(p)
+    }
+}
+
 /// Inserts a backup's files in batches of [`FileBatch::BATCH`] per transaction.
 pub struct FileBatch<'c> {
     cat: &'c mut Catalog,
     backup_id: i64,
     pending: Vec<FileRecord>,
     interner: Interner,
+    /// Member number of the next file; read from the catalogue on the first flush.
+    next_seq: Option<i64>,
+    parts: Option<Parts>,
     inserted: u64,
-    bytes: i64,
 }
 
 impl FileBatch<'_> {
@@ -251,7 +298,7 @@ impl FileBatch<'_> {
     /// second writer is not kept waiting long.
     pub const BATCH: usize = 50_000;
 
-    /// Queues a file; a full batch is written at once.
+    /// Queues a file (in tape order); a full batch is written at once.
     pub fn push(&mut self, rec: FileRecord) -> Result<()> {
         self.pending.push(rec);
         if self.pending.len() >= Self::BATCH {
@@ -267,8 +314,36 @@ impl FileBatch<'_> {
         }
         let pending = std::mem::take(&mut self.pending);
         let backup_id = self.backup_id;
-        let interner = &mut self.interner;
-        let result = self.cat.write(|tx| {
+        let FileBatch {
+            cat,
+            interner,
+            next_seq,
+            parts,
+            ..
+        } = self;
+        let result = cat.write(|tx| {
+            let mut seq = match *next_seq {
+                Some(s) => s,
+                None => tx.query_row(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM files WHERE backup_id = ?1",
+                    [backup_id],
+                    |r| r.get(0),
+                )?,
+            };
+            if parts.is_none() {
+                *parts = Some(Parts::load(tx, backup_id)?);
+            }
+            let places = parts.as_mut().expect("loaded above");
+            let mut insert_file = tx.prepare_cached(
+                "INSERT INTO files (backup_id, seq, dir_id, name_id, kind, size, mtime, mode, uid,
+                    gid, link, blake3, part, block, offset, parts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            let mut insert_segment = tx.prepare_cached(
+                "INSERT INTO segments (backup_id, file_seq, seq, volume_id, tape_file, block,
+                    offset, file_offset, length)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
             let mut bytes = 0;
             for rec in &pending {
                 let Some((dirs, name)) = split_path(&rec.path) else {
@@ -277,15 +352,13 @@ impl FileBatch<'_> {
                         rec.path
                     )));
                 };
-                let dir_id = interner.dir(tx, &dirs)?;
+                let dir_id = interner.dir(tx, dirs)?;
                 let name_id = interner.name(tx, name)?;
-                tx.prepare_cached(
-                    "INSERT INTO files (backup_id, dir_id, name_id, kind, size, mtime, mode, uid,
-                        gid, link, blake3)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
+                let first = rec.segments.first();
+                let part = first.map(|s| places.of(tx, backup_id, s)).transpose()?;
+                insert_file.execute(params![
                     backup_id,
+                    seq,
                     dir_id,
                     name_id,
                     rec.kind.code(),
@@ -296,25 +369,28 @@ impl FileBatch<'_> {
                     rec.gid,
                     rec.link,
                     rec.blake3.as_ref().map(|h| &h[..]),
+                    part,
+                    first.and_then(|s| s.block),
+                    first.and_then(|s| s.offset),
+                    rec.segments.len().max(1) as i64,
                 ])?;
-                let file_id = tx.last_insert_rowid();
-                for (seq, s) in rec.segments.iter().enumerate() {
-                    tx.prepare_cached(
-                        "INSERT INTO segments (file_id, seq, volume_id, tape_file, block, offset,
-                            file_offset, length)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![
-                        file_id,
-                        seq as i64,
-                        s.volume_id,
-                        s.tape_file,
-                        s.block,
-                        s.offset,
-                        s.file_offset,
-                        s.length
-                    ])?;
+                if rec.segments.len() > 1 {
+                    for (i, s) in rec.segments.iter().enumerate() {
+                        places.of(tx, backup_id, s)?;
+                        insert_segment.execute(params![
+                            backup_id,
+                            seq,
+                            i as i64,
+                            s.volume_id,
+                            s.tape_file,
+                            s.block,
+                            s.offset,
+                            s.file_offset,
+                            s.length
+                        ])?;
+                    }
                 }
+                seq += 1;
                 bytes += rec.size;
             }
             index_new_names(tx)?;
@@ -322,17 +398,19 @@ impl FileBatch<'_> {
                 "UPDATE backups SET files = files + ?1, bytes = bytes + ?2 WHERE id = ?3",
                 params![pending.len() as i64, bytes, backup_id],
             )?;
-            Ok(bytes)
+            Ok(seq)
         });
         match result {
-            Ok(bytes) => {
+            Ok(seq) => {
+                self.next_seq = Some(seq);
                 self.inserted += pending.len() as u64;
-                self.bytes += bytes;
                 Ok(())
             }
             Err(e) => {
-                // Ids cached during the failed transaction were rolled back with it.
+                // What was cached during the failed transaction was rolled back with it.
                 self.interner.clear();
+                self.next_seq = None;
+                self.parts = None;
                 self.pending = pending;
                 Err(e)
             }
@@ -417,8 +495,9 @@ impl Catalog {
             backup_id,
             pending: Vec::with_capacity(FileBatch::BATCH),
             interner: Interner::default(),
+            next_seq: None,
+            parts: None,
             inserted: 0,
-            bytes: 0,
         }
     }
 
@@ -531,9 +610,72 @@ mod tests {
 
     #[test]
     fn paths_split_into_directories_and_name() {
-        assert_eq!(split_path("/a/b/c.txt"), Some((vec!["a", "b"], "c.txt")));
-        assert_eq!(split_path("top"), Some((vec![], "top")));
+        assert_eq!(split_path("/a/b/c.txt"), Some(("/a/b", "c.txt")));
+        assert_eq!(split_path("/top"), Some(("", "top")));
+        assert_eq!(split_path("top"), Some(("", "top")));
+        assert_eq!(split_path("/a/dir/"), Some(("/a", "dir")));
         assert_eq!(split_path("/"), None);
+    }
+
+    #[test]
+    fn a_file_split_across_volumes_keeps_every_part_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let a = cat.register_volume("A", None, None).unwrap();
+        let b = cat.register_volume("B", None, None).unwrap();
+        let id = cat
+            .begin_backup(&NewBackup {
+                uuid: "u",
+                kind: "full",
+                started_at: 1,
+                origin: "tapedeck",
+                ..Default::default()
+            })
+            .unwrap();
+        let part = |volume_id, block, file_offset, length| SegmentRecord {
+            volume_id,
+            tape_file: Some(1),
+            block: Some(block),
+            offset: Some(0),
+            file_offset,
+            length,
+        };
+        let mut batch = cat.file_batch(id);
+        batch
+            .push(FileRecord {
+                path: "/big.iso".into(),
+                kind: FileKind::File,
+                size: 300,
+                mtime_ns: None,
+                mode: None,
+                uid: None,
+                gid: None,
+                link: None,
+                blake3: None,
+                segments: vec![part(a.id, 90, 0, 100), part(b.id, 2, 100, 200)],
+            })
+            .unwrap();
+        batch.finish().unwrap();
+        cat.finish_backup(id, BackupStatus::Complete, 2, None)
+            .unwrap();
+        let v = cat.find_path("/big.iso").unwrap();
+        let places: Vec<_> = v[0]
+            .segments
+            .iter()
+            .map(|s| (s.volume.as_str(), s.block, s.file_offset, s.length))
+            .collect();
+        assert_eq!(
+            places,
+            vec![("A", Some(90), 0, 100), ("B", Some(2), 100, 200)]
+        );
+        let mut on_b = Vec::new();
+        cat.files_on_volume("B", |f| {
+            on_b.push(f.path);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(on_b, vec!["/big.iso"]);
+        assert!(cat.check().unwrap().is_ok(), "{:?}", cat.check().unwrap());
     }
 
     #[test]

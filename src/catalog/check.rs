@@ -23,11 +23,20 @@ impl CheckReport {
 /// Invariants as queries returning one description per violation.
 const INVARIANTS: &[(&str, &str)] = &[
     (
-        "a file's parts must cover it exactly, numbered from 0",
-        "SELECT 'file ' || f.id || ': parts hold ' || s.total || ' of ' || f.size || ' bytes'
-         FROM files f JOIN (SELECT file_id, SUM(length) AS total, COUNT(*) AS n, MAX(seq) AS last
-                            FROM segments GROUP BY file_id) s ON s.file_id = f.id
-         WHERE f.kind = 0 AND (s.total != f.size OR s.last + 1 != s.n)",
+        "a split file's parts must cover it exactly, numbered from 0",
+        "SELECT 'file ' || f.seq || ' of backup ' || f.backup_id || ': parts hold ' || s.total
+                || ' of ' || f.size || ' bytes in ' || s.n || ' of ' || f.parts || ' parts'
+         FROM files f JOIN (SELECT backup_id, file_seq, SUM(length) AS total, COUNT(*) AS n,
+                                   MAX(seq) AS last
+                            FROM segments GROUP BY backup_id, file_seq) s
+              ON s.backup_id = f.backup_id AND s.file_seq = f.seq
+         WHERE s.total != f.size OR s.n != f.parts OR s.last + 1 != s.n",
+    ),
+    (
+        "a file's part points at a volume the backup wrote",
+        "SELECT 'file ' || f.seq || ' of backup ' || f.backup_id || ' is in unknown part ' || f.part
+         FROM files f WHERE f.part IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM backup_volumes bv WHERE bv.backup_id = f.backup_id AND bv.seq = f.part)",
     ),
     (
         "a volume cannot hold more than its capacity",
@@ -36,8 +45,9 @@ const INVARIANTS: &[(&str, &str)] = &[
     ),
     (
         "a volume with backup data is not empty",
-        "SELECT 'volume ' || v.label || ' is empty but holds parts of ' || COUNT(*) || ' files'
-         FROM volumes v JOIN segments s ON s.volume_id = v.id
+        "SELECT 'volume ' || v.label || ' is empty but holds ' || COUNT(*) || ' backups'
+         FROM volumes v JOIN backup_volumes bv ON bv.volume_id = v.id AND bv.overwritten = 0
+         JOIN backups b ON b.id = bv.backup_id AND b.status != 'running'
          WHERE v.status = 'empty' GROUP BY v.id",
     ),
     (

@@ -65,46 +65,69 @@ pub struct BackupSummary {
     pub volumes: Vec<String>,
 }
 
-const VERSION_COLUMNS: &str = "f.id, f.dir_id, n.name, f.kind, f.size, f.mtime, f.mode, f.uid, \
-    f.gid, f.link, f.blake3, b.uuid, b.label, j.name, b.kind, b.started_at, b.status";
+const VERSION_COLUMNS: &str = "f.backup_id, f.seq, f.dir_id, n.name, f.kind, f.size, f.mtime, \
+    f.mode, f.uid, f.gid, f.link, f.blake3, b.uuid, b.label, j.name, b.kind, b.started_at, \
+    b.status, f.parts, v.label, bv.tape_file, f.block, f.offset";
 
+/// Files with their name, backup, job and (when the copy still exists) the volume and tape
+/// file of their first part.
 const VERSION_FROM: &str = "files f JOIN names n ON n.id = f.name_id \
-    JOIN backups b ON b.id = f.backup_id LEFT JOIN jobs j ON j.id = b.job_id";
+    JOIN backups b ON b.id = f.backup_id LEFT JOIN jobs j ON j.id = b.job_id \
+    LEFT JOIN backup_volumes bv ON bv.backup_id = f.backup_id AND bv.seq = f.part \
+        AND bv.overwritten = 0 \
+    LEFT JOIN volumes v ON v.id = bv.volume_id";
 
-/// A row of VERSION_COLUMNS, before its path and segments are filled in.
+/// A row of VERSION_COLUMNS, before its path and split parts are filled in.
 struct Row {
-    file_id: i64,
+    backup_id: i64,
+    seq: i64,
     dir_id: i64,
     name: String,
+    parts: i64,
     version: FileVersion,
 }
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let blake3: Option<Vec<u8>> = r.get(10)?;
-    let status: String = r.get(16)?;
+    let blake3: Option<Vec<u8>> = r.get(11)?;
+    let status: String = r.get(17)?;
+    let size: i64 = r.get(5)?;
+    let volume: Option<String> = r.get(19)?;
+    let segments = match volume {
+        Some(volume) => vec![SegmentInfo {
+            volume,
+            tape_file: r.get(20)?,
+            block: r.get(21)?,
+            offset: r.get(22)?,
+            file_offset: 0,
+            length: size,
+        }],
+        None => Vec::new(),
+    };
     Ok(Row {
-        file_id: r.get(0)?,
-        dir_id: r.get(1)?,
-        name: r.get(2)?,
+        backup_id: r.get(0)?,
+        seq: r.get(1)?,
+        dir_id: r.get(2)?,
+        name: r.get(3)?,
+        parts: r.get(18)?,
         version: FileVersion {
             path: String::new(),
-            kind: FileKind::from_code(r.get(3)?),
-            size: r.get(4)?,
-            mtime_ns: r.get(5)?,
-            mode: r.get(6)?,
-            uid: r.get(7)?,
-            gid: r.get(8)?,
-            link: r.get(9)?,
+            kind: FileKind::from_code(r.get(4)?),
+            size,
+            mtime_ns: r.get(6)?,
+            mode: r.get(7)?,
+            uid: r.get(8)?,
+            gid: r.get(9)?,
+            link: r.get(10)?,
             blake3: blake3.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
             backup: BackupRef {
-                uuid: r.get(11)?,
-                label: r.get(12)?,
-                job: r.get(13)?,
-                kind: r.get(14)?,
-                started_at: r.get(15)?,
+                uuid: r.get(12)?,
+                label: r.get(13)?,
+                job: r.get(14)?,
+                kind: r.get(15)?,
+                started_at: r.get(16)?,
                 status: BackupStatus::parse(&status),
             },
-            segments: Vec::new(),
+            segments,
         },
     })
 }
@@ -234,14 +257,15 @@ impl Catalog {
         Ok(path)
     }
 
-    fn segments_of(&self, file_id: i64) -> Result<Vec<SegmentInfo>> {
+    /// The parts of a file split across volumes.
+    fn split_parts(&self, backup_id: i64, file_seq: i64) -> Result<Vec<SegmentInfo>> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT v.label, s.tape_file, s.block, s.offset, s.file_offset, s.length
              FROM segments s JOIN volumes v ON v.id = s.volume_id
-             WHERE s.file_id = ?1 ORDER BY s.seq",
+             WHERE s.backup_id = ?1 AND s.file_seq = ?2 ORDER BY s.seq",
         )?;
         let rows = stmt
-            .query_map([file_id], |r| {
+            .query_map([backup_id, file_seq], |r| {
                 Ok(SegmentInfo {
                     volume: r.get(0)?,
                     tape_file: r.get(1)?,
@@ -258,7 +282,9 @@ impl Catalog {
     fn complete(&self, row: Row, dirs: &mut HashMap<i64, String>) -> Result<FileVersion> {
         let mut v = row.version;
         v.path = format!("{}/{}", self.dir_path(row.dir_id, dirs)?, row.name);
-        v.segments = self.segments_of(row.file_id)?;
+        if row.parts > 1 {
+            v.segments = self.split_parts(row.backup_id, row.seq)?;
+        }
         Ok(v)
     }
 
@@ -297,7 +323,7 @@ impl Catalog {
         };
         let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
-             WHERE f.name_id = ?1 AND f.dir_id = ?2 ORDER BY b.started_at DESC, f.id DESC"
+             WHERE f.name_id = ?1 AND f.dir_id = ?2 ORDER BY b.started_at DESC, f.backup_id DESC"
         ))?;
         let rows = stmt
             .query_map([name_id, dir_id], version_row)?
@@ -377,9 +403,12 @@ impl Catalog {
         let volume = self.volume(label)?;
         let mut stmt = self.conn().prepare(&format!(
             "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
-             JOIN segments s ON s.file_id = f.id AND s.volume_id = ?1
-             WHERE f.backup_id IN (SELECT backup_id FROM backup_volumes WHERE volume_id = ?1)
-             ORDER BY s.tape_file, s.block, s.offset, f.id"
+             WHERE f.backup_id IN (SELECT backup_id FROM backup_volumes
+                                   WHERE volume_id = ?1 AND overwritten = 0)
+               AND (bv.volume_id = ?1 OR (f.parts > 1 AND EXISTS (
+                    SELECT 1 FROM segments s WHERE s.backup_id = f.backup_id
+                    AND s.file_seq = f.seq AND s.volume_id = ?1)))
+             ORDER BY bv.tape_file, f.block, f.offset, f.backup_id, f.seq"
         ))?;
         let mut rows = stmt.query([volume.id])?;
         let mut dirs = HashMap::new();

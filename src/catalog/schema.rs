@@ -89,6 +89,8 @@ CREATE TABLE backup_volumes (
     tape_file   INTEGER,
     first_block INTEGER,
     blocks      INTEGER,
+    -- The volume was relabelled since: this copy is gone.
+    overwritten INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (backup_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX backup_volumes_by_volume ON backup_volumes (volume_id);
@@ -100,7 +102,7 @@ CREATE TABLE names (
     name TEXT NOT NULL UNIQUE
 );
 CREATE VIRTUAL TABLE names_fts USING fts5 (
-    name, content = '', detail = none, tokenize = 'trigram'
+    name, content = '', detail = none, columnsize = 0, tokenize = 'trigram'
 );
 
 -- Directories interned as (parent, name); the root is id 1 with no parent.
@@ -113,11 +115,16 @@ CREATE UNIQUE INDEX dirs_by_parent ON dirs (parent, name_id);
 INSERT INTO names (id, name) VALUES (1, '');
 INSERT INTO dirs (id, parent, name_id) VALUES (1, NULL, 1);
 
--- One row per member of a backup. kind: 0 file, 1 directory, 2 symlink, 3 hard link,
--- 4 character device, 5 block device, 6 fifo, 7 socket, 8 deleted (incremental record).
+-- One row per member of a backup, clustered by backup and member number (tape order),
+-- so a backup's files are one range and need no index of their own.
+-- kind: 0 file, 1 directory, 2 symlink, 3 hard link, 4 character device, 5 block device,
+-- 6 fifo, 7 socket, 8 deleted (incremental record).
+-- Where the member starts on tape is inline: part (backup_volumes.seq: which volume and
+-- tape file), block (logical block of its tar header) and offset (bytes into that block).
+-- A file split across volumes has parts > 1 and one segments row per part.
 CREATE TABLE files (
-    id        INTEGER PRIMARY KEY,
     backup_id INTEGER NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
+    seq       INTEGER NOT NULL,
     dir_id    INTEGER NOT NULL REFERENCES dirs (id),
     name_id   INTEGER NOT NULL REFERENCES names (id),
     kind      INTEGER NOT NULL,
@@ -127,17 +134,20 @@ CREATE TABLE files (
     uid       INTEGER,
     gid       INTEGER,
     link      TEXT,
-    blake3    BLOB
-);
+    blake3    BLOB,
+    part      INTEGER,
+    block     INTEGER,
+    offset    INTEGER,
+    parts     INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (backup_id, seq)
+) WITHOUT ROWID;
 CREATE INDEX files_by_name ON files (name_id, dir_id);
-CREATE INDEX files_by_backup ON files (backup_id);
 
--- Where a file's bytes are on tape: one row per part (a file split across volumes has
--- one per volume). block is the logical block of the part's tar header, offset the byte
--- offset within that block. Imported history may know the volume but not the tape file
--- or block: those are NULL then.
+-- The parts of a file split across volumes, in order. Imported history may know the
+-- volume but not the tape file or block: those are NULL then.
 CREATE TABLE segments (
-    file_id     INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    backup_id   INTEGER NOT NULL,
+    file_seq    INTEGER NOT NULL,
     seq         INTEGER NOT NULL,
     volume_id   INTEGER NOT NULL REFERENCES volumes (id),
     tape_file   INTEGER,
@@ -145,8 +155,10 @@ CREATE TABLE segments (
     offset      INTEGER,
     file_offset INTEGER NOT NULL,
     length      INTEGER NOT NULL,
-    PRIMARY KEY (file_id, seq)
+    PRIMARY KEY (backup_id, file_seq, seq),
+    FOREIGN KEY (backup_id, file_seq) REFERENCES files (backup_id, seq) ON DELETE CASCADE
 ) WITHOUT ROWID;
+CREATE INDEX segments_by_volume ON segments (volume_id);
 
 CREATE TABLE tape_errors (
     id        INTEGER PRIMARY KEY,

@@ -315,7 +315,12 @@ impl Catalog {
         self.write(|tx| {
             match &existing {
                 Some(v) => {
+                    // The copies on it are gone; the history of what was there stays.
                     tx.execute("DELETE FROM segments WHERE volume_id = ?1", [v.id])?;
+                    tx.execute(
+                        "UPDATE backup_volumes SET overwritten = 1 WHERE volume_id = ?1",
+                        [v.id],
+                    )?;
                     tx.execute(
                         "UPDATE volumes SET barcode = COALESCE(?2, barcode), uuid = ?3,
                             pool_id = COALESCE(?4, pool_id), media = COALESCE(?5, media),
