@@ -169,6 +169,7 @@ fn build(files: u64, dir: &std::path::Path) -> (Catalog, Vec<String>, f64) {
 fn measure(files: u64, dir: &std::path::Path) -> Figures {
     eprintln!("building a catalogue of {files} files ...");
     let (cat, sample, insert_rate) = build(files, dir);
+    eprintln!("  inserted at {insert_rate:.0} files/s");
     let path = cat.path().to_path_buf();
     drop(cat);
     // Lookups from a fresh connection, as a `tapedeck find` process would make them.

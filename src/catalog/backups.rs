@@ -296,7 +296,7 @@ pub struct FileBatch<'c> {
 impl FileBatch<'_> {
     /// Files per transaction: large enough to amortise the commit, small enough that a
     /// second writer is not kept waiting long.
-    pub const BATCH: usize = 50_000;
+    pub const BATCH: usize = 100_000;
 
     /// Queues a file (in tape order); a full batch is written at once.
     pub fn push(&mut self, rec: FileRecord) -> Result<()> {

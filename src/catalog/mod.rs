@@ -176,7 +176,13 @@ impl Catalog {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| Self::open_error(path, e))?;
+        // One connection per thread: SQLite's own mutexes would only cost time.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| Self::open_error(path, e))?;
         let mut cat = Catalog {
             conn,
             path: path.to_path_buf(),
@@ -251,7 +257,8 @@ impl Catalog {
             "PRAGMA foreign_keys = ON;
              PRAGMA synchronous = NORMAL;
              PRAGMA cache_size = -65536;
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 32768;",
         )
         .map_err(|e| self.map_err(e))?;
         Ok(())

@@ -339,50 +339,42 @@ impl Catalog {
     /// `limit` versions are returned, and the flag says whether more exist.
     pub fn find_pattern(&self, pattern: &str, limit: usize) -> Result<(Vec<FileVersion>, bool)> {
         let matcher = Matcher::new(pattern);
-        let mut name_ids: Vec<(i64, String)> = Vec::new();
-        let mut consider = |id: i64, name: String| {
-            if matcher.matches(&name) {
-                name_ids.push((id, name));
-            }
-        };
-        match trigram_query(&matcher.fragments()) {
-            Some(q) => {
-                let mut stmt = self.conn().prepare_cached(
-                    "SELECT n.id, n.name FROM names_fts JOIN names n ON n.id = names_fts.rowid
-                     WHERE names_fts MATCH ?1",
-                )?;
-                let mut rows = stmt.query([q])?;
-                while let Some(r) = rows.next()? {
-                    consider(r.get(0)?, r.get(1)?);
-                }
-            }
-            None => {
-                // Under three characters: no trigram to look up, scan the names.
-                let mut stmt = self.conn().prepare_cached("SELECT id, name FROM names")?;
-                let mut rows = stmt.query([])?;
-                while let Some(r) = rows.next()? {
-                    consider(r.get(0)?, r.get(1)?);
-                }
-            }
-        }
-        name_ids.sort_by(|a, b| a.1.cmp(&b.1));
         let mut out = Vec::new();
         let mut dirs = HashMap::new();
-        let mut stmt = self.conn().prepare_cached(&format!(
+        let mut versions = self.conn().prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
              WHERE f.name_id = ?1 ORDER BY f.dir_id, b.started_at DESC LIMIT ?2"
         ))?;
-        for (name_id, _) in name_ids {
+        // Candidate names stream from the trigram index (or, under three characters, from
+        // the names table); the search stops as soon as the limit is passed.
+        let (sql, arg) = match trigram_query(&matcher.fragments()) {
+            Some(q) => (
+                "SELECT n.id, n.name FROM names_fts JOIN names n ON n.id = names_fts.rowid
+                 WHERE names_fts MATCH ?1",
+                Some(q),
+            ),
+            None => ("SELECT id, name FROM names WHERE ?1 IS NULL", None),
+        };
+        let mut candidates = self.conn().prepare_cached(sql)?;
+        let mut rows = candidates.query([arg])?;
+        let mut more = false;
+        while let Some(r) = rows.next()? {
+            let name = r.get_ref(1)?.as_str().unwrap_or_default();
+            if name.is_empty() || !matcher.matches(name) {
+                continue;
+            }
+            let name_id: i64 = r.get(0)?;
             let room = limit + 1 - out.len();
-            let rows = stmt
+            let found = versions
                 .query_map(params![name_id, room as i64], version_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for r in rows {
-                out.push(self.complete(r, &mut dirs)?);
+            for row in found {
+                out.push(self.complete(row, &mut dirs)?);
             }
             if out.len() > limit {
                 out.truncate(limit);
-                return Ok((out, true));
+                more = true;
+                break;
             }
         }
         out.sort_by(|a, b| {
@@ -390,7 +382,7 @@ impl Catalog {
                 .cmp(&b.path)
                 .then(b.backup.started_at.cmp(&a.backup.started_at))
         });
-        Ok((out, false))
+        Ok((out, more))
     }
 
     /// Every file with a part on volume `label`, in tape order; `f` is called per file
