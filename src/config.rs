@@ -411,6 +411,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/config.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f = Config::parse(&path, &text).unwrap();
+        assert_eq!(f.drives.len(), 2);
+        assert_eq!(f.libraries[0].drives, vec!["lto9", "lto6"]);
+    }
+
+    #[test]
     fn a_full_configuration_parses() {
         let f = parse(
             r#"

@@ -1,103 +1,67 @@
 //! Pools, volumes, labels and catalogue queries through the command line, with the
 //! catalogue filled through the library where no backup command exists to do it.
 
-use assert_cmd::Command;
+mod common;
+
+use common::Home;
 use predicates::prelude::*;
 use std::fs;
-use std::path::{Path, PathBuf};
 use tapedeck::catalog::{BackupStatus, Catalog, FileKind, FileRecord, NewBackup, SegmentRecord};
 use tapedeck::tape::TapeDrive;
 use tapedeck::vlib::Library;
 
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Self {
-        let h = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        fs::write(h.path().join("config.toml"), "").unwrap();
-        h.run(&["vlib", "init", "--time-scale", "0"]).success();
-        h
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn db(&self) -> PathBuf {
-        self.path().join("catalog.db")
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tapedeck").unwrap();
-        c.env("TAPEDECK_HOME", self.path())
-            .env("TAPEDECK_CONFIG", self.path().join("config.toml"))
-            .env_remove("TAPEDECK_DRIVE");
-        c
-    }
-    fn run(&self, args: &[&str]) -> assert_cmd::assert::Assert {
-        self.cmd().args(args).assert()
-    }
-    fn stdout(&self, args: &[&str]) -> String {
-        String::from_utf8(self.run(args).success().get_output().stdout.clone()).unwrap()
-    }
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.stdout(args)).unwrap()
-    }
-
-    /// Records a finished backup of `paths` on `volume` (as the writer will).
-    fn record_backup(&self, volume: &str, job: &str, started: i64, paths: &[(&str, i64)]) {
-        let mut cat = Catalog::open(&self.db()).unwrap();
-        let vol = cat.volume(volume).unwrap();
-        let uuid = format!("{job}-{started}");
-        let pool = vol.pool.clone();
-        let id = cat
-            .begin_backup(&NewBackup {
-                uuid: &uuid,
-                job: Some(job),
-                kind: "full",
-                pool: pool.as_deref(),
-                started_at: started,
-                drive: Some("lto9"),
-                origin: "tapedeck",
-                ..Default::default()
+/// Records a finished backup of `paths` on `volume` (as the writer will).
+fn record_backup(h: &Home, volume: &str, job: &str, started: i64, paths: &[(&str, i64)]) {
+    let mut cat = h.catalog();
+    let vol = cat.volume(volume).unwrap();
+    let uuid = format!("{job}-{started}");
+    let pool = vol.pool.clone();
+    let id = cat
+        .begin_backup(&NewBackup {
+            uuid: &uuid,
+            job: Some(job),
+            kind: "full",
+            pool: pool.as_deref(),
+            started_at: started,
+            drive: Some("lto9"),
+            origin: "tapedeck",
+            ..Default::default()
+        })
+        .unwrap();
+    cat.add_backup_volume(id, 0, vol.id, Some(1), Some(2))
+        .unwrap();
+    let mut batch = cat.file_batch(id);
+    for (i, (path, size)) in paths.iter().enumerate() {
+        batch
+            .push(FileRecord {
+                path: path.to_string(),
+                kind: FileKind::File,
+                size: *size,
+                mtime_ns: Some(started * 1_000_000_000),
+                mode: Some(0o644),
+                uid: Some(0),
+                gid: Some(0),
+                link: None,
+                blake3: Some([7; 32]),
+                segments: vec![SegmentRecord {
+                    volume_id: vol.id,
+                    tape_file: Some(1),
+                    block: Some(2 + i as i64),
+                    offset: Some(0),
+                    file_offset: 0,
+                    length: *size,
+                }],
             })
             .unwrap();
-        cat.add_backup_volume(id, 0, vol.id, Some(1), Some(2))
-            .unwrap();
-        let mut batch = cat.file_batch(id);
-        for (i, (path, size)) in paths.iter().enumerate() {
-            batch
-                .push(FileRecord {
-                    path: path.to_string(),
-                    kind: FileKind::File,
-                    size: *size,
-                    mtime_ns: Some(started * 1_000_000_000),
-                    mode: Some(0o644),
-                    uid: Some(0),
-                    gid: Some(0),
-                    link: None,
-                    blake3: Some([7; 32]),
-                    segments: vec![SegmentRecord {
-                        volume_id: vol.id,
-                        tape_file: Some(1),
-                        block: Some(2 + i as i64),
-                        offset: Some(0),
-                        file_offset: 0,
-                        length: *size,
-                    }],
-                })
-                .unwrap();
-        }
-        batch.finish().unwrap();
-        cat.finish_backup(id, BackupStatus::Complete, started + 60, None)
-            .unwrap();
     }
+    batch.finish().unwrap();
+    cat.finish_backup(id, BackupStatus::Complete, started + 60, None)
+        .unwrap();
 }
 
 #[test]
 fn pools_are_created_listed_and_typos_suggested() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "create", "--name", "daily", "--retention", "30"])
         .success()
         .stdout(predicate::str::contains(
@@ -149,7 +113,7 @@ fn pools_are_created_listed_and_typos_suggested() {
 
 #[test]
 fn labelling_writes_tape_file_zero_that_tar_reads() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "create", "--name", "daily", "--retention", "30"])
         .success();
     h.run(&["load", "1", "--drive", "lto9"]).success();
@@ -198,13 +162,13 @@ fn labelling_writes_tape_file_zero_that_tar_reads() {
 
 #[test]
 fn unexpired_data_is_protected_until_forced() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "create", "--name", "daily", "--retention", "30"])
         .success();
     h.run(&["load", "1", "--drive", "lto9"]).success();
     h.run(&["volume", "label", "--pool", "daily"]).success();
     let now = jiff::Timestamp::now().as_second();
-    h.record_backup("TD0001L9", "home", now, &[("/home/a.txt", 5)]);
+    record_backup(&h, "TD0001L9", "home", now, &[("/home/a.txt", 5)]);
     h.run(&["volume", "label", "--pool", "daily"])
         .code(2)
         .stderr(predicate::str::contains("protected until"))
@@ -218,7 +182,7 @@ fn unexpired_data_is_protected_until_forced() {
 
 #[test]
 fn foreign_data_is_not_overwritten_without_force() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["load", "2", "--drive", "lto9"]).success();
     {
         let lib = Library::open(&h.path().join("vlib")).unwrap();
@@ -245,12 +209,13 @@ fn foreign_data_is_not_overwritten_without_force() {
 
 #[test]
 fn find_and_list_answer_from_the_catalogue() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "create", "--name", "daily", "--retention", "30"])
         .success();
     h.run(&["load", "1", "--drive", "lto9"]).success();
     h.run(&["volume", "label", "--pool", "daily"]).success();
-    h.record_backup(
+    record_backup(
+        &h,
         "TD0001L9",
         "home",
         1_700_000_000,
@@ -259,7 +224,8 @@ fn find_and_list_answer_from_the_catalogue() {
             ("/home/u/notes.txt", 10),
         ],
     );
-    h.record_backup(
+    record_backup(
+        &h,
         "TD0001L9",
         "home",
         1_700_100_000,
@@ -300,7 +266,7 @@ fn find_and_list_answer_from_the_catalogue() {
 
 #[test]
 fn a_catalogue_from_a_newer_tapedeck_is_refused() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "list"]).success();
     let conn = rusqlite::Connection::open(h.db()).unwrap();
     conn.pragma_update(None, "user_version", 42).unwrap();
@@ -314,7 +280,7 @@ fn a_catalogue_from_a_newer_tapedeck_is_refused() {
 
 #[test]
 fn check_and_online_backup() {
-    let h = Home::new();
+    let h = Home::with_fast_vlib();
     h.run(&["pool", "create", "--name", "daily", "--retention", "30"])
         .success();
     h.run(&["catalog", "check"])

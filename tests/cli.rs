@@ -1,59 +1,11 @@
 //! The command line against the virtual library: what an operator types, what comes
 //! back, and the exit codes (0 ok, 1 failure, 2 bad input).
 
-use assert_cmd::Command;
+mod common;
+
+use common::Home;
 use predicates::prelude::*;
 use std::fs;
-use std::path::{Path, PathBuf};
-
-/// A scratch TAPEDECK_HOME with an (empty) configuration file, so nothing outside it counts.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Self {
-        let home = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        fs::write(home.config(), "").unwrap();
-        home
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path().join("config.toml")
-    }
-
-    fn vlib(&self) -> PathBuf {
-        self.path().join("vlib")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tapedeck").unwrap();
-        c.env("TAPEDECK_HOME", self.path())
-            .env("TAPEDECK_CONFIG", self.config())
-            .env_remove("TAPEDECK_DRIVE");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> assert_cmd::assert::Assert {
-        self.cmd().args(args).assert()
-    }
-
-    /// A library that does not wait for the drive model.
-    fn init_fast(&self) {
-        self.run(&["vlib", "init", "--time-scale", "0"]).success();
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        let out = self.run(args).success().get_output().stdout.clone();
-        String::from_utf8(out).unwrap()
-    }
-}
 
 #[test]
 fn first_use_creates_the_default_library() {

@@ -4,12 +4,14 @@
 //! missing), of the first format (no type, label, timestamp or position), one truncated and
 //! one with a syntax error in the middle.
 
-use assert_cmd::Command;
+mod common;
+
+use common::Home;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use tapedeck::catalog::{Catalog, FileKind, VolumeStatus};
+use tapedeck::catalog::{FileKind, VolumeStatus};
 use tapedeck::config::Config;
 
 fn fixtures() -> PathBuf {
@@ -24,58 +26,25 @@ fn snapshots() -> String {
     fixtures().join("snapshots").display().to_string()
 }
 
-/// A scratch TAPEDECK_HOME with an (empty) configuration file, so nothing outside it counts.
-struct Home {
-    dir: tempfile::TempDir,
+/// The binary in a scratch home, with pytp's times read as UTC.
+fn cmd(h: &Home) -> assert_cmd::Command {
+    let mut c = h.cmd();
+    c.env("TZ", "UTC");
+    c
 }
 
-impl Home {
-    fn new() -> Self {
-        let home = Home {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        fs::write(home.config(), "").unwrap();
-        home
-    }
+fn migrate(h: &Home, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let mut args = vec!["migrate-pytp", "--timezone", "UTC"];
+    args.extend_from_slice(extra);
+    cmd(h).args(args).assert()
+}
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path().join("config.toml")
-    }
-
-    fn catalog_path(&self) -> PathBuf {
-        self.path().join("catalog.db")
-    }
-
-    fn catalog(&self) -> Catalog {
-        Catalog::open(&self.catalog_path()).unwrap()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tapedeck").unwrap();
-        c.env("TAPEDECK_HOME", self.path())
-            .env("TAPEDECK_CONFIG", self.config())
-            .env("TZ", "UTC")
-            .env_remove("TAPEDECK_DRIVE");
-        c
-    }
-
-    fn migrate(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
-        let mut args = vec!["migrate-pytp", "--timezone", "UTC"];
-        args.extend_from_slice(extra);
-        self.cmd().args(args).assert()
-    }
-
-    /// Runs a migration with `--json` and returns the report (exit code checked by `code`).
-    fn migrate_json(&self, extra: &[&str], code: i32) -> Value {
-        let mut args = extra.to_vec();
-        args.push("--json");
-        let out = self.migrate(&args).code(code).get_output().stdout.clone();
-        serde_json::from_slice(&out).unwrap()
-    }
+/// Runs a migration with `--json` and returns the report (exit code checked by `code`).
+fn migrate_json(h: &Home, extra: &[&str], code: i32) -> Value {
+    let mut args = extra.to_vec();
+    args.push("--json");
+    let out = migrate(h, &args).code(code).get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap()
 }
 
 fn issues(report: &Value) -> Vec<String> {
@@ -104,7 +73,8 @@ fn has_issue(all: &[String], parts: &[&str]) -> bool {
 fn imports_every_snapshot_and_finds_files_on_their_tapes() {
     let h = Home::new();
     // Damaged files are in the set: exit 2 after importing everything else.
-    let report = h.migrate_json(
+    let report = migrate_json(
+        &h,
         &["--pytp-config", &pytp_config(), "--snapshots", &snapshots()],
         2,
     );
@@ -178,7 +148,7 @@ fn imports_every_snapshot_and_finds_files_on_their_tapes() {
     );
 
     // The catalogue's own invariants hold.
-    h.cmd()
+    cmd(&h)
         .args(["catalog", "check"])
         .assert()
         .success()
@@ -188,21 +158,23 @@ fn imports_every_snapshot_and_finds_files_on_their_tapes() {
 #[test]
 fn the_report_lists_what_could_not_be_imported() {
     let h = Home::new();
-    let out = h
-        .migrate(&[
+    let out = migrate(
+        &h,
+        &[
             "--pytp-config",
             &pytp_config(),
             "--snapshots",
             &snapshots(),
             "--json",
-        ])
-        .code(2)
-        .stderr(predicate::str::contains(
-            "not all of pytp's history and configuration could be imported (2 problems)",
-        ))
-        .get_output()
-        .stdout
-        .clone();
+        ],
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "not all of pytp's history and configuration could be imported (2 problems)",
+    ))
+    .get_output()
+    .stdout
+    .clone();
     let report: Value = serde_json::from_slice(&out).unwrap();
     let all = issues(&report);
     let text = all.join("\n");
@@ -309,32 +281,35 @@ fn the_report_lists_what_could_not_be_imported() {
 #[test]
 fn the_human_report_names_damaged_files_with_their_lines() {
     let h = Home::new();
-    h.migrate(&["--pytp-config", &pytp_config(), "--snapshots", &snapshots()])
-        .code(2)
-        .stdout(
-            predicate::str::contains("music_backup.json: line 1, column")
-                .and(predicate::str::contains(
-                    "videos_backup.json: line 27, column 5: damaged",
-                ))
-                .and(predicate::str::contains("Not imported (2):"))
-                .and(predicate::str::contains(
-                    "nightly_docs_backup.json: entry 0: full backup with no file list",
-                ))
-                .and(predicate::str::contains("pytp-unknown"))
-                .and(predicate::str::contains(
-                    "Imported 10 backups (12 file records)",
-                ))
-                // No --write-config: the snippet is printed.
-                .and(predicate::str::contains("[[drive]]\nname = \"lto9\"")),
-        );
+    migrate(
+        &h,
+        &["--pytp-config", &pytp_config(), "--snapshots", &snapshots()],
+    )
+    .code(2)
+    .stdout(
+        predicate::str::contains("music_backup.json: line 1, column")
+            .and(predicate::str::contains(
+                "videos_backup.json: line 27, column 5: damaged",
+            ))
+            .and(predicate::str::contains("Not imported (2):"))
+            .and(predicate::str::contains(
+                "nightly_docs_backup.json: entry 0: full backup with no file list",
+            ))
+            .and(predicate::str::contains("pytp-unknown"))
+            .and(predicate::str::contains(
+                "Imported 10 backups (12 file records)",
+            ))
+            // No --write-config: the snippet is printed.
+            .and(predicate::str::contains("[[drive]]\nname = \"lto9\"")),
+    );
 }
 
 #[test]
 fn a_second_run_imports_nothing_new() {
     let h = Home::new();
     let args = ["--snapshots", &snapshots()];
-    let first = h.migrate_json(&args, 2);
-    let second = h.migrate_json(&args, 2);
+    let first = migrate_json(&h, &args, 2);
+    let second = migrate_json(&h, &args, 2);
     assert_eq!(first["summary"]["imported"], 10);
     assert_eq!(second["summary"]["imported"], 0);
     assert_eq!(second["summary"]["already_imported"], 10);
@@ -346,9 +321,9 @@ fn a_second_run_imports_nothing_new() {
     let h = Home::new();
     let one = fixtures().join("snapshots/nightly_docs_backup.json");
     let one = one.to_str().unwrap();
-    let first = h.migrate_json(&["--snapshots", one], 0);
+    let first = migrate_json(&h, &["--snapshots", one], 0);
     assert_eq!(first["summary"]["imported"], 5);
-    let again = h.migrate_json(&["--snapshots", one], 0);
+    let again = migrate_json(&h, &["--snapshots", one], 0);
     assert_eq!(again["summary"]["imported"], 0);
     assert_eq!(again["summary"]["already_imported"], 5);
     assert!(again["backups"]
@@ -364,7 +339,8 @@ fn the_configuration_snippet_parses_and_is_never_overwritten() {
     let h = Home::new();
     let target = h.path().join("pytp.toml");
     let target_s = target.to_str().unwrap();
-    let report = h.migrate_json(
+    let report = migrate_json(
+        &h,
         &["--pytp-config", &pytp_config(), "--write-config", target_s],
         0,
     );
@@ -385,7 +361,7 @@ fn the_configuration_snippet_parses_and_is_never_overwritten() {
     assert_eq!(parsed.libraries[0].changer, PathBuf::from("/dev/sch0"));
     assert_eq!(parsed.libraries[0].drives, vec!["lto6", "lto9"]);
     // tapedeck itself runs on it.
-    h.cmd()
+    cmd(&h)
         .env("TAPEDECK_CONFIG", &target)
         .args(["config", "--json"])
         .assert()
@@ -396,35 +372,41 @@ fn the_configuration_snippet_parses_and_is_never_overwritten() {
     let h2 = Home::new();
     let kept = h2.path().join("mine.toml");
     fs::write(&kept, "# mine\n").unwrap();
-    h2.migrate(&[
-        "--pytp-config",
-        &pytp_config(),
-        "--snapshots",
-        &snapshots(),
-        "--write-config",
-        kept.to_str().unwrap(),
-    ])
+    migrate(
+        &h2,
+        &[
+            "--pytp-config",
+            &pytp_config(),
+            "--snapshots",
+            &snapshots(),
+            "--write-config",
+            kept.to_str().unwrap(),
+        ],
+    )
     .code(2)
     .stderr(predicate::str::contains(
         "already exists; refusing to overwrite it",
     ));
     assert_eq!(fs::read_to_string(&kept).unwrap(), "# mine\n");
-    assert!(!h2.catalog_path().exists(), "nothing imported");
+    assert!(!h2.db().exists(), "nothing imported");
 }
 
 #[test]
 fn a_dry_run_changes_nothing() {
     let h = Home::new();
     let target = h.path().join("pytp.toml");
-    h.migrate(&[
-        "--pytp-config",
-        &pytp_config(),
-        "--snapshots",
-        &snapshots(),
-        "--write-config",
-        target.to_str().unwrap(),
-        "--dry-run",
-    ])
+    migrate(
+        &h,
+        &[
+            "--pytp-config",
+            &pytp_config(),
+            "--snapshots",
+            &snapshots(),
+            "--write-config",
+            target.to_str().unwrap(),
+            "--dry-run",
+        ],
+    )
     .code(2)
     .stdout(
         predicate::str::contains("Dry run: nothing was changed.")
@@ -432,14 +414,14 @@ fn a_dry_run_changes_nothing() {
             .and(predicate::str::contains("Would import 10 backups"))
             .and(predicate::str::contains("would-create")),
     );
-    assert!(!h.catalog_path().exists());
+    assert!(!h.db().exists());
     assert!(!target.exists());
 }
 
 #[test]
 fn tapedeck_find_shows_the_imported_history() {
     let h = Home::new();
-    h.migrate(&["--snapshots", &snapshots()]).code(2);
+    migrate(&h, &["--snapshots", &snapshots()]).code(2);
     let out = h
         .cmd()
         .args(["find", "--file", "/srv/data/docs/report.odt", "--json"])
@@ -458,13 +440,13 @@ fn tapedeck_find_shows_the_imported_history() {
 #[test]
 fn bad_arguments_are_bad_input() {
     let h = Home::new();
-    h.migrate(&[])
+    migrate(&h, &[])
         .code(2)
         .stderr(predicate::str::contains("nothing to import"));
-    h.migrate(&["--snapshots", "/nonexistent/pytp/snapshots"])
+    migrate(&h, &["--snapshots", "/nonexistent/pytp/snapshots"])
         .code(2)
         .stdout(predicate::str::contains("/nonexistent/pytp/snapshots"));
-    h.cmd()
+    cmd(&h)
         .args([
             "migrate-pytp",
             "--snapshots",
@@ -478,15 +460,18 @@ fn bad_arguments_are_bad_input() {
     // tapedeck's own configuration is not taken for pytp's.
     let toml = h.path().join("tapedeck.toml");
     fs::write(&toml, "[[drive]]\nname = \"a\"\ndevice = \"/dev/nst0\"\n").unwrap();
-    h.migrate(&[
-        "--pytp-config",
-        toml.to_str().unwrap(),
-        "--snapshots",
-        &snapshots(),
-    ])
+    migrate(
+        &h,
+        &[
+            "--pytp-config",
+            toml.to_str().unwrap(),
+            "--snapshots",
+            &snapshots(),
+        ],
+    )
     .code(2)
     .stderr(predicate::str::contains("is a tapedeck configuration"));
-    assert!(!h.catalog_path().exists());
+    assert!(!h.db().exists());
 }
 
 /// The issue's words: `migrate-pytp --config config.json --snapshots DIR`. tapedeck's global
@@ -495,7 +480,8 @@ fn bad_arguments_are_bad_input() {
 #[test]
 fn config_names_pytps_config_json() {
     let h = Home::new();
-    let report = h.migrate_json(
+    let report = migrate_json(
+        &h,
         &["--config", &pytp_config(), "--snapshots", &snapshots()],
         2,
     );

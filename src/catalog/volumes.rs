@@ -313,56 +313,38 @@ impl Catalog {
         }
         let at = now();
         self.write(|tx| {
-            match &existing {
-                Some(v) => {
-                    // The copies on it are gone; the history of what was there stays.
-                    tx.execute("DELETE FROM segments WHERE volume_id = ?1", [v.id])?;
-                    tx.execute(
-                        "UPDATE backup_volumes SET overwritten = 1 WHERE volume_id = ?1",
-                        [v.id],
-                    )?;
-                    tx.execute(
-                        "UPDATE volumes SET barcode = COALESCE(?2, barcode), uuid = ?3,
-                            pool_id = COALESCE(?4, pool_id), media = COALESCE(?5, media),
-                            capacity = COALESCE(?6, capacity), used = ?7, status = 'empty',
-                            location = COALESCE(?8, location), block_size = ?9, tape_files = 1,
-                            expires_at = NULL, passes = passes + 1, labelled_at = ?10,
-                            error = NULL
-                         WHERE id = ?1",
-                        params![
-                            v.id,
-                            rec.barcode,
-                            rec.uuid,
-                            pool_id,
-                            rec.media,
-                            rec.capacity,
-                            rec.used,
-                            rec.location,
-                            rec.block_size,
-                            at
-                        ],
-                    )?;
-                }
-                None => {
-                    tx.execute(
-                        "INSERT INTO volumes (label, barcode, uuid, pool_id, media, capacity, used,
-                            status, location, block_size, tape_files, passes, labelled_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'empty', ?8, ?9, 1, 1, ?10)",
-                        params![
-                            rec.label,
-                            rec.barcode,
-                            rec.uuid,
-                            pool_id,
-                            rec.media,
-                            rec.capacity,
-                            rec.used,
-                            rec.location,
-                            rec.block_size,
-                            at
-                        ],
-                    )?;
-                }
+            if let Some(v) = &existing {
+                // The copies on it are gone; the history of what was there stays.
+                tx.execute("DELETE FROM segments WHERE volume_id = ?1", [v.id])?;
+                tx.execute(
+                    "UPDATE backup_volumes SET overwritten = 1 WHERE volume_id = ?1",
+                    [v.id],
+                )?;
             }
+            tx.execute(
+                "INSERT INTO volumes (label, passes) VALUES (?1, 0) ON CONFLICT (label) DO NOTHING",
+                [rec.label],
+            )?;
+            tx.execute(
+                "UPDATE volumes SET barcode = COALESCE(?2, barcode), uuid = ?3,
+                    pool_id = COALESCE(?4, pool_id), media = COALESCE(?5, media),
+                    capacity = COALESCE(?6, capacity), used = ?7, status = 'empty',
+                    location = COALESCE(?8, location), block_size = ?9, tape_files = 1,
+                    expires_at = NULL, passes = passes + 1, labelled_at = ?10, error = NULL
+                 WHERE label = ?1",
+                params![
+                    rec.label,
+                    rec.barcode,
+                    rec.uuid,
+                    pool_id,
+                    rec.media,
+                    rec.capacity,
+                    rec.used,
+                    rec.location,
+                    rec.block_size,
+                    at
+                ],
+            )?;
             Ok(())
         })?;
         self.volume(rec.label)

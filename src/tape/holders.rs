@@ -5,6 +5,19 @@ use super::Holder;
 use std::fs;
 use std::path::Path;
 
+/// Names the holders for a message: `pid 42 (tapedeck), pid 43 (sleep)`.
+pub fn describe(holders: &[Holder]) -> String {
+    if holders.is_empty() {
+        "another process (could not tell which)".to_string()
+    } else {
+        holders
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Processes (other than this one) with `path` open. Processes whose `fd` directory
 /// cannot be read (other users, when not root) are passed over.
 pub fn holders_of(path: &Path) -> Vec<Holder> {

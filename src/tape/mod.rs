@@ -107,18 +107,6 @@ impl fmt::Display for Holder {
     }
 }
 
-fn holders_text(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        "another process (could not tell which)".to_string()
-    } else {
-        holders
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// Errors of the tape layer. Conditions a caller branches on in normal operation are
 /// outcomes ([`ReadOutcome`], [`WriteOutcome`], [`SpaceOutcome`]), not errors.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +153,7 @@ pub enum TapeError {
         requested: u64,
         eod: u64,
     },
-    #[error("{device}: device busy, held by {}", holders_text(.holders))]
+    #[error("{device}: device busy, held by {}", holders::describe(.holders))]
     Busy {
         device: PathBuf,
         holders: Vec<Holder>,

@@ -188,16 +188,27 @@ impl VirtualDrive {
                 drive: self.name.clone(),
             });
         }
-        if !self.model.writes(c.meta.generation) {
-            return Err(TapeError::Incompatible {
-                drive: self.name.clone(),
-                detail: format!(
-                    "an {} drive cannot write LTO-{} cartridge {}",
-                    self.model.name, c.meta.generation, c.meta.barcode
-                ),
-            });
+        self.compatible(c.meta.generation, "write")
+    }
+
+    /// Whether the drive can `what` (read, load or write) media of this generation.
+    fn compatible(&self, generation: u8, what: &str) -> Result<()> {
+        let ok = if what == "write" {
+            self.model.writes(generation)
+        } else {
+            self.model.reads(generation)
+        };
+        if ok {
+            return Ok(());
         }
-        Ok(())
+        Err(TapeError::Incompatible {
+            drive: self.name.clone(),
+            detail: format!(
+                "an {} drive cannot {what} LTO-{generation} cartridge {}",
+                self.model.name,
+                self.barcode().unwrap_or("?")
+            ),
+        })
     }
 
     /// Cuts the tape at the current position if it is before end of data.
@@ -431,16 +442,7 @@ impl TapeDrive for VirtualDrive {
         }
         self.eod_flag = false;
         self.filemark_flag = false;
-        let generation = self.cart().meta.generation;
-        if !self.model.reads(generation) {
-            return Err(TapeError::Incompatible {
-                drive: self.name.clone(),
-                detail: format!(
-                    "an {} drive cannot read LTO-{generation} media",
-                    self.model.name
-                ),
-            });
-        }
+        self.compatible(self.cart().meta.generation, "read")?;
         let tape_block = self.cart().meta.block_size as usize;
         if self.block_size != 0 && self.block_size as usize != tape_block {
             return Err(TapeError::Incompatible {
@@ -595,22 +597,15 @@ impl TapeDrive for VirtualDrive {
 
     fn load(&mut self) -> Result<()> {
         self.refresh()?;
-        let Some(cart) = &mut self.cart else {
+        let Some(cart) = &self.cart else {
             return Err(self.not_ready());
         };
         if cart.meta.faults.not_ready {
             return Err(self.not_ready());
         }
-        if !self.model.reads(cart.meta.generation) {
-            return Err(TapeError::Incompatible {
-                drive: self.name.clone(),
-                detail: format!(
-                    "an {} drive cannot load LTO-{} cartridge {}",
-                    self.model.name, cart.meta.generation, cart.meta.barcode
-                ),
-            });
-        }
+        self.compatible(cart.meta.generation, "load")?;
         if !self.loaded {
+            let cart = self.cart_mut();
             cart.meta.counters.loads += 1;
             cart.save_meta()?;
         }

@@ -48,20 +48,8 @@ pub enum VlibError {
     Invalid(String),
     #[error("{element} is {state}")]
     Element { element: String, state: String },
-    #[error("{what} is in use by {}", holders_text(.holders))]
+    #[error("{what} is in use by {}", crate::tape::holders::describe(.holders))]
     InUse { what: String, holders: Vec<Holder> },
-}
-
-fn holders_text(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        "another process".to_string()
-    } else {
-        holders
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 impl VlibError {

@@ -1,0 +1,77 @@
+//! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it.
+#![allow(dead_code)] // each test crate uses its own part of this
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::{Path, PathBuf};
+use tapedeck::catalog::Catalog;
+
+/// A scratch TAPEDECK_HOME with an (empty) configuration file, so nothing outside it counts.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        let home = Home {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        fs::write(home.config(), "").expect("empty configuration");
+        home
+    }
+
+    /// A home with a virtual library that does not wait for the drive model.
+    pub fn with_fast_vlib() -> Self {
+        let home = Home::new();
+        home.init_fast();
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("config.toml")
+    }
+
+    pub fn vlib(&self) -> PathBuf {
+        self.path().join("vlib")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("catalog.db")
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::open(&self.db()).expect("open the catalogue")
+    }
+
+    /// The tapedeck binary with this home and configuration, and no drive from outside.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("tapedeck").expect("the tapedeck binary");
+        c.env("TAPEDECK_HOME", self.path())
+            .env("TAPEDECK_CONFIG", self.config())
+            .env_remove("TAPEDECK_DRIVE");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.cmd().args(args).assert()
+    }
+
+    pub fn init_fast(&self) {
+        self.run(&["vlib", "init", "--time-scale", "0"]).success();
+    }
+
+    /// Stdout of a command that must succeed.
+    pub fn stdout(&self, args: &[&str]) -> String {
+        let out = self.run(args).success().get_output().stdout.clone();
+        String::from_utf8(out).expect("UTF-8 output")
+    }
+
+    /// Stdout of a command that must succeed, as JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.stdout(args)).expect("JSON output")
+    }
+}
