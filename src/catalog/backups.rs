@@ -2,6 +2,7 @@
 //! (names and directories interned), its tape files recorded, and it is finished with a
 //! status. Nothing is recorded as saved that the writer has not reported on tape.
 
+use super::members::{self, Member, RECORD_BYTES, RECORD_MEMBERS};
 use super::{now, Catalog, CatalogError, Result};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
@@ -176,11 +177,34 @@ impl Interner {
             tx.prepare_cached("SELECT id FROM names WHERE name = ?1")?
                 .query_row([name], |r| r.get(0))?
         };
+        self.names.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// Interns every name of a batch that is not cached yet, in sorted order, so the
+    /// names index is written page by page instead of at random.
+    fn names_of_batch<'a>(
+        &mut self,
+        tx: &Transaction<'_>,
+        names: impl Iterator<Item = &'a str>,
+    ) -> rusqlite::Result<()> {
+        let mut missing: Vec<&str> = names.filter(|n| !self.names.contains_key(*n)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for name in missing {
+            self.name(tx, name)?;
+        }
+        Ok(())
+    }
+
+    /// Bounds the caches' memory: called between batches, never within one.
+    fn trim(&mut self) {
         if self.names.len() >= INTERN_CACHE_LIMIT {
             self.names.clear();
         }
-        self.names.insert(name.to_string(), id);
-        Ok(id)
+        if self.dirs.len() >= INTERN_CACHE_LIMIT {
+            self.dirs.clear();
+        }
     }
 
     /// The directory id of `/c0/c1/...` (empty for the root), creating the missing ones.
@@ -210,9 +234,6 @@ impl Interner {
             tx.prepare_cached("SELECT id FROM dirs WHERE parent = ?1 AND name_id = ?2")?
                 .query_row([parent, name_id], |r| r.get(0))?
         };
-        if self.dirs.len() >= INTERN_CACHE_LIMIT {
-            self.dirs.clear();
-        }
         self.dirs.insert(dir.to_string(), id);
         Ok(id)
     }
@@ -221,6 +242,30 @@ impl Interner {
         self.names.clear();
         self.dirs.clear();
     }
+}
+
+/// Paths per INSERT statement: one statement for many rows saves SQLite's per-statement
+/// work, which is most of the cost of a two-integer row.
+const PATHS_PER_INSERT: usize = 100;
+
+/// Records (name, directory) pairs, sorted, skipping those already known.
+fn insert_paths(tx: &Transaction<'_>, paths: &[(i64, i64)]) -> rusqlite::Result<()> {
+    let many = format!(
+        "INSERT OR IGNORE INTO paths (name_id, dir_id) VALUES {}",
+        vec!["(?, ?)"; PATHS_PER_INSERT].join(", ")
+    );
+    let mut chunks = paths.chunks_exact(PATHS_PER_INSERT);
+    let mut stmt = tx.prepare_cached(&many)?;
+    for chunk in &mut chunks {
+        let values = chunk.iter().flat_map(|&(n, d)| [n, d]);
+        stmt.execute(rusqlite::params_from_iter(values))?;
+    }
+    let mut one =
+        tx.prepare_cached("INSERT OR IGNORE INTO paths (name_id, dir_id) VALUES (?1, ?2)")?;
+    for &(name_id, dir_id) in chunks.remainder() {
+        one.execute([name_id, dir_id])?;
+    }
+    Ok(())
 }
 
 /// Brings the trigram index up to date with the names table (inside the writer's
@@ -325,7 +370,7 @@ impl FileBatch<'_> {
             let mut seq = match *next_seq {
                 Some(s) => s,
                 None => tx.query_row(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM files WHERE backup_id = ?1",
+                    "SELECT COALESCE(MAX(first_seq + count), 0) FROM members WHERE backup_id = ?1",
                     [backup_id],
                     |r| r.get(0),
                 )?,
@@ -334,16 +379,26 @@ impl FileBatch<'_> {
                 *parts = Some(Parts::load(tx, backup_id)?);
             }
             let places = parts.as_mut().expect("loaded above");
-            let mut insert_file = tx.prepare_cached(
-                "INSERT INTO files (backup_id, seq, dir_id, name_id, kind, size, mtime, mode, uid,
-                    gid, link, blake3, part, block, offset, parts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            interner.trim();
+            interner.names_of_batch(
+                tx,
+                pending
+                    .iter()
+                    .filter_map(|rec| split_path(&rec.path).map(|(_, name)| name)),
+            )?;
+            let mut insert_record = tx.prepare_cached(
+                "INSERT INTO members (backup_id, first_seq, dir_id, count, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut insert_segment = tx.prepare_cached(
                 "INSERT INTO segments (backup_id, file_seq, seq, volume_id, tape_file, block,
                     offset, file_offset, length)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
+            // The run being packed: consecutive members of one directory.
+            let mut run = Vec::with_capacity(4096);
+            let (mut run_dir, mut run_first, mut run_count) = (0i64, seq, 0usize);
+            let mut paths: Vec<(i64, i64)> = Vec::with_capacity(pending.len());
             let mut bytes = 0;
             for rec in &pending {
                 let Some((dirs, name)) = split_path(&rec.path) else {
@@ -354,26 +409,46 @@ impl FileBatch<'_> {
                 };
                 let dir_id = interner.dir(tx, dirs)?;
                 let name_id = interner.name(tx, name)?;
+                if run_count > 0
+                    && (dir_id != run_dir
+                        || run_count == RECORD_MEMBERS
+                        || run.len() >= RECORD_BYTES)
+                {
+                    insert_record.execute(params![
+                        backup_id,
+                        run_first,
+                        run_dir,
+                        run_count as i64,
+                        &run
+                    ])?;
+                    run.clear();
+                    run_count = 0;
+                }
+                if run_count == 0 {
+                    run_dir = dir_id;
+                    run_first = seq;
+                }
                 let first = rec.segments.first();
                 let part = first.map(|s| places.of(tx, backup_id, s)).transpose()?;
-                insert_file.execute(params![
-                    backup_id,
-                    seq,
-                    dir_id,
-                    name_id,
-                    rec.kind.code(),
-                    rec.size,
-                    rec.mtime_ns,
-                    rec.mode,
-                    rec.uid,
-                    rec.gid,
-                    rec.link,
-                    rec.blake3.as_ref().map(|h| &h[..]),
-                    part,
-                    first.and_then(|s| s.block),
-                    first.and_then(|s| s.offset),
-                    rec.segments.len().max(1) as i64,
-                ])?;
+                members::encode(
+                    &mut run,
+                    &Member {
+                        name_id,
+                        kind: rec.kind.code(),
+                        size: rec.size,
+                        mtime_ns: rec.mtime_ns,
+                        mode: rec.mode,
+                        uid: rec.uid,
+                        gid: rec.gid,
+                        link: rec.link.clone(),
+                        blake3: rec.blake3,
+                        part,
+                        block: first.and_then(|s| s.block),
+                        offset: first.and_then(|s| s.offset),
+                        parts: rec.segments.len().max(1) as i64,
+                    },
+                );
+                run_count += 1;
                 if rec.segments.len() > 1 {
                     for (i, s) in rec.segments.iter().enumerate() {
                         places.of(tx, backup_id, s)?;
@@ -390,9 +465,23 @@ impl FileBatch<'_> {
                         ])?;
                     }
                 }
+                paths.push((name_id, dir_id));
                 seq += 1;
                 bytes += rec.size;
             }
+            if run_count > 0 {
+                insert_record.execute(params![
+                    backup_id,
+                    run_first,
+                    run_dir,
+                    run_count as i64,
+                    &run
+                ])?;
+            }
+            // In key order, so the path index is written page by page, not at random.
+            paths.sort_unstable();
+            paths.dedup();
+            insert_paths(tx, &paths)?;
             index_new_names(tx)?;
             tx.execute(
                 "UPDATE backups SET files = files + ?1, bytes = bytes + ?2 WHERE id = ?3",

@@ -1,7 +1,8 @@
 //! `catalog check`: SQLite's own integrity check plus the catalogue's invariants.
 
-use super::{Catalog, Result};
+use super::{members, Catalog, Result};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 /// What the check found; empty lists mean a healthy catalogue.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -22,22 +23,6 @@ impl CheckReport {
 
 /// Invariants as queries returning one description per violation.
 const INVARIANTS: &[(&str, &str)] = &[
-    (
-        "a split file's parts must cover it exactly, numbered from 0",
-        "SELECT 'file ' || f.seq || ' of backup ' || f.backup_id || ': parts hold ' || s.total
-                || ' of ' || f.size || ' bytes in ' || s.n || ' of ' || f.parts || ' parts'
-         FROM files f JOIN (SELECT backup_id, file_seq, SUM(length) AS total, COUNT(*) AS n,
-                                   MAX(seq) AS last
-                            FROM segments GROUP BY backup_id, file_seq) s
-              ON s.backup_id = f.backup_id AND s.file_seq = f.seq
-         WHERE s.total != f.size OR s.n != f.parts OR s.last + 1 != s.n",
-    ),
-    (
-        "a file's part points at a volume the backup wrote",
-        "SELECT 'file ' || f.seq || ' of backup ' || f.backup_id || ' is in unknown part ' || f.part
-         FROM files f WHERE f.part IS NOT NULL AND NOT EXISTS (
-             SELECT 1 FROM backup_volumes bv WHERE bv.backup_id = f.backup_id AND bv.seq = f.part)",
-    ),
     (
         "a volume cannot hold more than its capacity",
         "SELECT 'volume ' || label || ': used ' || used || ' > capacity ' || capacity
@@ -90,6 +75,7 @@ impl Catalog {
                 report.problems.push(format!("{}: {what}", line?));
             }
         }
+        self.check_members(&mut report)?;
         let running: Vec<String> = self
             .conn()
             .prepare("SELECT uuid || ' (pid ' || COALESCE(pid, '?') || ' on ' || COALESCE(host, '?') || ')' FROM backups WHERE status = 'running'")?
@@ -99,6 +85,86 @@ impl Catalog {
             report.notes.push(format!("backup {r} is marked running"));
         }
         Ok(report)
+    }
+}
+
+impl Catalog {
+    /// The packed member records: each decodes to as many members as it claims, every
+    /// member's part is a volume its backup wrote, and a split file's parts cover it.
+    fn check_members(&self, report: &mut CheckReport) -> Result<()> {
+        let mut parts: HashSet<(i64, i64)> = HashSet::new();
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT backup_id, seq FROM backup_volumes")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            parts.insert((r.get(0)?, r.get(1)?));
+        }
+        let mut split: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
+        let mut stmt = self.conn().prepare(
+            "SELECT backup_id, file_seq, SUM(length), COUNT(*), MAX(seq) FROM segments
+             GROUP BY backup_id, file_seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (total, n, last): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+            let key = (r.get(0)?, r.get(1)?);
+            if last + 1 != n {
+                report.problems.push(format!(
+                    "file {} of backup {}: its parts are not numbered 0..{n}",
+                    key.1, key.0
+                ));
+            }
+            split.insert(key, (total, n));
+        }
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT backup_id, first_seq, count, data FROM members")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (backup_id, first_seq, count): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let data = r.get_ref(3)?.as_blob().unwrap_or_default();
+            let decoded = match members::decode(data) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.problems.push(format!(
+                        "members record {first_seq} of backup {backup_id}: {e}"
+                    ));
+                    continue;
+                }
+            };
+            if decoded.len() as i64 != count {
+                report.problems.push(format!(
+                    "members record {first_seq} of backup {backup_id} holds {} members, not {count}",
+                    decoded.len()
+                ));
+            }
+            for (i, m) in decoded.iter().enumerate() {
+                let seq = first_seq + i as i64;
+                if let Some(p) = m.part {
+                    if !parts.contains(&(backup_id, p)) {
+                        report.problems.push(format!(
+                            "file {seq} of backup {backup_id} is in part {p}, which the backup did not write"
+                        ));
+                    }
+                }
+                if m.parts > 1 {
+                    match split.get(&(backup_id, seq)) {
+                        Some(&(total, n)) if total == m.size && n == m.parts => {}
+                        Some(&(total, n)) => report.problems.push(format!(
+                            "file {seq} of backup {backup_id}: {n} parts hold {total} bytes, \
+                             it has {} parts and {} bytes",
+                            m.parts, m.size
+                        )),
+                        None => report.problems.push(format!(
+                            "file {seq} of backup {backup_id} is split in {} parts but none is recorded",
+                            m.parts
+                        )),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod backups;
 mod check;
+pub mod members;
 mod pools;
 mod query;
 pub mod schema;

@@ -2,7 +2,8 @@
 //! version), which files match a pattern, what is on a volume, which backups ran.
 
 use super::backups::{BackupStatus, FileKind};
-use super::{Catalog, Result};
+use super::members::{self, Member};
+use super::{Catalog, CatalogError, Result};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -65,71 +66,50 @@ pub struct BackupSummary {
     pub volumes: Vec<String>,
 }
 
-const VERSION_COLUMNS: &str = "f.backup_id, f.seq, f.dir_id, n.name, f.kind, f.size, f.mtime, \
-    f.mode, f.uid, f.gid, f.link, f.blake3, b.uuid, b.label, j.name, b.kind, b.started_at, \
-    b.status, f.parts, v.label, bv.tape_file, f.block, f.offset";
-
-/// Files with their name, backup, job and (when the copy still exists) the volume and tape
-/// file of their first part.
-const VERSION_FROM: &str = "files f JOIN names n ON n.id = f.name_id \
-    JOIN backups b ON b.id = f.backup_id LEFT JOIN jobs j ON j.id = b.job_id \
-    LEFT JOIN backup_volumes bv ON bv.backup_id = f.backup_id AND bv.seq = f.part \
-        AND bv.overwritten = 0 \
-    LEFT JOIN volumes v ON v.id = bv.volume_id";
-
-/// A row of VERSION_COLUMNS, before its path and split parts are filled in.
-struct Row {
-    backup_id: i64,
-    seq: i64,
-    dir_id: i64,
-    name: String,
-    parts: i64,
-    version: FileVersion,
+/// What versions of one backup share: its identity and where its parts are on tape.
+struct BackupInfo {
+    backup: BackupRef,
+    /// backup_volumes.seq -> (volume label, tape file), for copies not overwritten.
+    parts: HashMap<i64, (String, Option<i64>)>,
 }
 
-fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let blake3: Option<Vec<u8>> = r.get(11)?;
-    let status: String = r.get(17)?;
-    let size: i64 = r.get(5)?;
-    let volume: Option<String> = r.get(19)?;
-    let segments = match volume {
-        Some(volume) => vec![SegmentInfo {
-            volume,
-            tape_file: r.get(20)?,
-            block: r.get(21)?,
-            offset: r.get(22)?,
-            file_offset: 0,
-            length: size,
-        }],
-        None => Vec::new(),
-    };
-    Ok(Row {
-        backup_id: r.get(0)?,
-        seq: r.get(1)?,
-        dir_id: r.get(2)?,
-        name: r.get(3)?,
-        parts: r.get(18)?,
-        version: FileVersion {
-            path: String::new(),
-            kind: FileKind::from_code(r.get(4)?),
-            size,
-            mtime_ns: r.get(6)?,
-            mode: r.get(7)?,
-            uid: r.get(8)?,
-            gid: r.get(9)?,
-            link: r.get(10)?,
-            blake3: blake3.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
-            backup: BackupRef {
-                uuid: r.get(12)?,
-                label: r.get(13)?,
-                job: r.get(14)?,
-                kind: r.get(15)?,
-                started_at: r.get(16)?,
-                status: BackupStatus::parse(&status),
-            },
-            segments,
-        },
-    })
+/// A member found in a record, with its place in the backup.
+struct Found {
+    backup_id: i64,
+    seq: i64,
+    member: Member,
+}
+
+/// Finds the members named `name_id` in the records of directory `dir_id`.
+fn members_named(cat: &Catalog, dir_id: i64, name_id: i64) -> Result<Vec<Found>> {
+    let mut stmt = cat
+        .conn()
+        .prepare_cached("SELECT backup_id, first_seq, data FROM members WHERE dir_id = ?1")?;
+    let mut rows = stmt.query([dir_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let backup_id: i64 = r.get(0)?;
+        let first_seq: i64 = r.get(1)?;
+        let data = r.get_ref(2)?.as_blob().unwrap_or_default();
+        let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
+        for (i, member) in decoded.into_iter().enumerate() {
+            if member.name_id == name_id {
+                out.push(Found {
+                    backup_id,
+                    seq: first_seq + i as i64,
+                    member,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn damaged(backup_id: i64, first_seq: i64, e: members::Damaged) -> CatalogError {
+    CatalogError::Invalid(format!(
+        "catalogue damaged: members record {first_seq} of backup {backup_id}: {e} \
+         (run `tapedeck catalog check`)"
+    ))
 }
 
 /// How a name pattern is matched.
@@ -258,6 +238,7 @@ impl Catalog {
     }
 
     /// The parts of a file split across volumes.
+    /// The parts of a file split across volumes.
     fn split_parts(&self, backup_id: i64, file_seq: i64) -> Result<Vec<SegmentInfo>> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT v.label, s.tape_file, s.block, s.offset, s.file_offset, s.length
@@ -279,13 +260,81 @@ impl Catalog {
         Ok(rows)
     }
 
-    fn complete(&self, row: Row, dirs: &mut HashMap<i64, String>) -> Result<FileVersion> {
-        let mut v = row.version;
-        v.path = format!("{}/{}", self.dir_path(row.dir_id, dirs)?, row.name);
-        if row.parts > 1 {
-            v.segments = self.split_parts(row.backup_id, row.seq)?;
+    fn backup_info<'a>(
+        &self,
+        backup_id: i64,
+        cache: &'a mut HashMap<i64, BackupInfo>,
+    ) -> Result<&'a BackupInfo> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(backup_id) {
+            let backup = self
+                .conn()
+                .prepare_cached(
+                    "SELECT b.uuid, b.label, j.name, b.kind, b.started_at, b.status
+                     FROM backups b LEFT JOIN jobs j ON j.id = b.job_id WHERE b.id = ?1",
+                )?
+                .query_row([backup_id], |r| {
+                    let status: String = r.get(5)?;
+                    Ok(BackupRef {
+                        uuid: r.get(0)?,
+                        label: r.get(1)?,
+                        job: r.get(2)?,
+                        kind: r.get(3)?,
+                        started_at: r.get(4)?,
+                        status: BackupStatus::parse(&status),
+                    })
+                })?;
+            let mut stmt = self.conn().prepare_cached(
+                "SELECT bv.seq, v.label, bv.tape_file FROM backup_volumes bv
+                 JOIN volumes v ON v.id = bv.volume_id
+                 WHERE bv.backup_id = ?1 AND bv.overwritten = 0",
+            )?;
+            let parts = stmt
+                .query_map([backup_id], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+            slot.insert(BackupInfo { backup, parts });
         }
-        Ok(v)
+        Ok(&cache[&backup_id])
+    }
+
+    /// A member as a version of the file at `path`.
+    fn file_version(
+        &self,
+        found: Found,
+        path: String,
+        backups: &mut HashMap<i64, BackupInfo>,
+    ) -> Result<FileVersion> {
+        let info = self.backup_info(found.backup_id, backups)?;
+        let m = found.member;
+        let mut segments = Vec::new();
+        if let Some((volume, tape_file)) = m.part.and_then(|p| info.parts.get(&p)) {
+            segments.push(SegmentInfo {
+                volume: volume.clone(),
+                tape_file: *tape_file,
+                block: m.block,
+                offset: m.offset,
+                file_offset: 0,
+                length: m.size,
+            });
+        }
+        let backup = info.backup.clone();
+        if m.parts > 1 {
+            segments = self.split_parts(found.backup_id, found.seq)?;
+        }
+        Ok(FileVersion {
+            path,
+            kind: m.kind(),
+            size: m.size,
+            mtime_ns: m.mtime_ns,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            blake3: m
+                .blake3
+                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            link: m.link,
+            backup,
+            segments,
+        })
     }
 
     fn name_id(&self, name: &str) -> Result<Option<i64>> {
@@ -296,8 +345,15 @@ impl Catalog {
             .optional()?)
     }
 
-    /// Every version of the file at `path` (absolute), newest first. An index lookup per
-    /// path component, then one per version.
+    fn name_of(&self, name_id: i64) -> Result<String> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT name FROM names WHERE id = ?1")?
+            .query_row([name_id], |r| r.get(0))?)
+    }
+
+    /// Every version of the file at `path` (absolute), newest first: an index lookup per
+    /// path component, then the directory's records.
     pub fn find_path(&self, path: &str) -> Result<Vec<FileVersion>> {
         let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let Some(name) = parts.pop() else {
@@ -321,17 +377,15 @@ impl Catalog {
         let Some(name_id) = self.name_id(name)? else {
             return Ok(Vec::new());
         };
-        let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
-             WHERE f.name_id = ?1 AND f.dir_id = ?2 ORDER BY b.started_at DESC, f.backup_id DESC"
-        ))?;
-        let rows = stmt
-            .query_map([name_id, dir_id], version_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut dirs = HashMap::new();
-        rows.into_iter()
-            .map(|r| self.complete(r, &mut dirs))
-            .collect()
+        let full = format!("{}/{name}", self.dir_path(dir_id, &mut dirs)?);
+        let mut backups = HashMap::new();
+        let mut out = members_named(self, dir_id, name_id)?
+            .into_iter()
+            .map(|f| self.file_version(f, full.clone(), &mut backups))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|v| std::cmp::Reverse(v.backup.started_at));
+        Ok(out)
     }
 
     /// Versions of files whose name contains `pattern` (case-insensitive), or matches it
@@ -341,10 +395,10 @@ impl Catalog {
         let matcher = Matcher::new(pattern);
         let mut out = Vec::new();
         let mut dirs = HashMap::new();
-        let mut versions = self.conn().prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
-             WHERE f.name_id = ?1 ORDER BY f.dir_id, b.started_at DESC LIMIT ?2"
-        ))?;
+        let mut backups = HashMap::new();
+        let mut dirs_of = self
+            .conn()
+            .prepare_cached("SELECT dir_id FROM paths WHERE name_id = ?1")?;
         // Candidate names stream from the trigram index (or, under three characters, from
         // the names table); the search stops as soon as the limit is passed.
         let (sql, arg) = match trigram_query(&matcher.fragments()) {
@@ -357,32 +411,30 @@ impl Catalog {
         };
         let mut candidates = self.conn().prepare_cached(sql)?;
         let mut rows = candidates.query([arg])?;
-        let mut more = false;
         while let Some(r) = rows.next()? {
             let name = r.get_ref(1)?.as_str().unwrap_or_default();
             if name.is_empty() || !matcher.matches(name) {
                 continue;
             }
+            let name = name.to_string();
             let name_id: i64 = r.get(0)?;
-            let room = limit + 1 - out.len();
-            let found = versions
-                .query_map(params![name_id, room as i64], version_row)?
+            let dir_ids = dirs_of
+                .query_map([name_id], |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for row in found {
-                out.push(self.complete(row, &mut dirs)?);
-            }
-            if out.len() > limit {
-                out.truncate(limit);
-                more = true;
-                break;
+            for dir_id in dir_ids {
+                let path = format!("{}/{name}", self.dir_path(dir_id, &mut dirs)?);
+                for found in members_named(self, dir_id, name_id)? {
+                    out.push(self.file_version(found, path.clone(), &mut backups)?);
+                }
+                if out.len() > limit {
+                    out.truncate(limit);
+                    sort_versions(&mut out);
+                    return Ok((out, true));
+                }
             }
         }
-        out.sort_by(|a, b| {
-            a.path
-                .cmp(&b.path)
-                .then(b.backup.started_at.cmp(&a.backup.started_at))
-        });
-        Ok((out, more))
+        sort_versions(&mut out);
+        Ok((out, false))
     }
 
     /// Every file with a part on volume `label`, in tape order; `f` is called per file
@@ -393,20 +445,62 @@ impl Catalog {
         mut f: impl FnMut(FileVersion) -> Result<()>,
     ) -> Result<()> {
         let volume = self.volume(label)?;
-        let mut stmt = self.conn().prepare(&format!(
-            "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM}
-             WHERE f.backup_id IN (SELECT backup_id FROM backup_volumes
-                                   WHERE volume_id = ?1 AND overwritten = 0)
-               AND (bv.volume_id = ?1 OR (f.parts > 1 AND EXISTS (
-                    SELECT 1 FROM segments s WHERE s.backup_id = f.backup_id
-                    AND s.file_seq = f.seq AND s.volume_id = ?1)))
-             ORDER BY bv.tape_file, f.block, f.offset, f.backup_id, f.seq"
-        ))?;
-        let mut rows = stmt.query([volume.id])?;
+        // The backups with a copy there, in the order they are on the tape.
+        let mut stmt = self.conn().prepare(
+            "SELECT DISTINCT backup_id FROM backup_volumes
+             WHERE volume_id = ?1 AND overwritten = 0 ORDER BY tape_file, first_block, backup_id",
+        )?;
+        let backup_ids = stmt
+            .query_map([volume.id], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut records = self.conn().prepare(
+            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
+        )?;
+        let mut on_volume = self.conn().prepare(
+            "SELECT 1 FROM segments WHERE backup_id = ?1 AND file_seq = ?2 AND volume_id = ?3",
+        )?;
         let mut dirs = HashMap::new();
-        while let Some(r) = rows.next()? {
-            let row = version_row(r)?;
-            f(self.complete(row, &mut dirs)?)?;
+        let mut backups = HashMap::new();
+        for backup_id in backup_ids {
+            let here: Vec<i64> = {
+                let mut s = self.conn().prepare_cached(
+                    "SELECT seq FROM backup_volumes WHERE backup_id = ?1 AND volume_id = ?2",
+                )?;
+                let seqs = s
+                    .query_map([backup_id, volume.id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                seqs
+            };
+            let mut rows = records.query([backup_id])?;
+            while let Some(r) = rows.next()? {
+                let first_seq: i64 = r.get(0)?;
+                let dir_id: i64 = r.get(1)?;
+                let data = r.get_ref(2)?.as_blob().unwrap_or_default();
+                let decoded =
+                    members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
+                for (i, member) in decoded.into_iter().enumerate() {
+                    let seq = first_seq + i as i64;
+                    let there = if member.parts > 1 {
+                        on_volume.exists(params![backup_id, seq, volume.id])?
+                    } else {
+                        member.part.is_some_and(|p| here.contains(&p))
+                    };
+                    if !there {
+                        continue;
+                    }
+                    let path = format!(
+                        "{}/{}",
+                        self.dir_path(dir_id, &mut dirs)?,
+                        self.name_of(member.name_id)?
+                    );
+                    let found = Found {
+                        backup_id,
+                        seq,
+                        member,
+                    };
+                    f(self.file_version(found, path, &mut backups)?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -475,6 +569,15 @@ impl Catalog {
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(names)
     }
+}
+
+/// Paths in order, newest version first.
+fn sort_versions(versions: &mut [FileVersion]) {
+    versions.sort_by(|a, b| {
+        a.path
+            .cmp(&b.path)
+            .then(b.backup.started_at.cmp(&a.backup.started_at))
+    });
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ pub struct Migration {
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     why: "the first catalogue: pools, volumes, jobs, backups and their volumes, interned \
-          names and directories, files with their tape segments, tape errors, drive counters",
+          names and directories, packed member records, split-file segments, tape errors, \
+          drive counters",
     sql: r#"
 CREATE TABLE pools (
     id             INTEGER PRIMARY KEY,
@@ -96,7 +97,7 @@ CREATE TABLE backup_volumes (
 CREATE INDEX backup_volumes_by_volume ON backup_volumes (volume_id);
 
 -- Every distinct file or directory name once; names_fts indexes their trigrams so a
--- substring search never scans the files table.
+-- substring search never scans the members.
 CREATE TABLE names (
     id   INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
@@ -115,33 +116,29 @@ CREATE UNIQUE INDEX dirs_by_parent ON dirs (parent, name_id);
 INSERT INTO names (id, name) VALUES (1, '');
 INSERT INTO dirs (id, parent, name_id) VALUES (1, NULL, 1);
 
--- One row per member of a backup, clustered by backup and member number (tape order),
--- so a backup's files are one range and need no index of their own.
--- kind: 0 file, 1 directory, 2 symlink, 3 hard link, 4 character device, 5 block device,
--- 6 fifo, 7 socket, 8 deleted (incremental record).
--- Where the member starts on tape is inline: part (backup_volumes.seq: which volume and
--- tape file), block (logical block of its tar header) and offset (bytes into that block).
--- A file split across volumes has parts > 1 and one segments row per part.
-CREATE TABLE files (
+-- A backup's members (files, directories, links, ...), in tape order, packed: one row per
+-- run of up to 64 consecutive members of one directory (under 1000 bytes, so a row never
+-- spills out of its page); `data` holds their entries in the
+-- format of catalog::members (name, kind, size, mtime, mode, owner, link target, BLAKE3,
+-- and where the member's tar header is: part = backup_volumes.seq, logical block, offset
+-- in the block). Member number = first_seq + position in the run.
+CREATE TABLE members (
     backup_id INTEGER NOT NULL REFERENCES backups (id) ON DELETE CASCADE,
-    seq       INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
     dir_id    INTEGER NOT NULL REFERENCES dirs (id),
-    name_id   INTEGER NOT NULL REFERENCES names (id),
-    kind      INTEGER NOT NULL,
-    size      INTEGER NOT NULL DEFAULT 0,
-    mtime     INTEGER,
-    mode      INTEGER,
-    uid       INTEGER,
-    gid       INTEGER,
-    link      TEXT,
-    blake3    BLOB,
-    part      INTEGER,
-    block     INTEGER,
-    offset    INTEGER,
-    parts     INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (backup_id, seq)
+    count     INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (backup_id, first_seq)
 ) WITHOUT ROWID;
-CREATE INDEX files_by_name ON files (name_id, dir_id);
+CREATE INDEX members_by_dir ON members (dir_id);
+
+-- Every distinct path once (name in directory), so a name found in names_fts leads to its
+-- directories, and those to the backups that hold them.
+CREATE TABLE paths (
+    name_id INTEGER NOT NULL REFERENCES names (id),
+    dir_id  INTEGER NOT NULL REFERENCES dirs (id),
+    PRIMARY KEY (name_id, dir_id)
+) WITHOUT ROWID;
 
 -- The parts of a file split across volumes, in order. Imported history may know the
 -- volume but not the tape file or block: those are NULL then.
@@ -156,7 +153,7 @@ CREATE TABLE segments (
     file_offset INTEGER NOT NULL,
     length      INTEGER NOT NULL,
     PRIMARY KEY (backup_id, file_seq, seq),
-    FOREIGN KEY (backup_id, file_seq) REFERENCES files (backup_id, seq) ON DELETE CASCADE
+    FOREIGN KEY (backup_id) REFERENCES backups (id) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE INDEX segments_by_volume ON segments (volume_id);
 

@@ -1,0 +1,279 @@
+//! Packed member records: a backup's files are stored as runs of consecutive members of one
+//! directory (at most [`RECORD_MEMBERS`] or [`RECORD_BYTES`]), one SQLite row per run, each member a compact
+//! binary entry. One row per file would cost a b-tree insert per file; packing makes the
+//! catalogue write a few rows per directory and keeps tens of millions of files small.
+//!
+//! Entry layout (integers are LEB128 varints, `z` = zig-zag signed):
+//!
+//! ```text
+//! flags: u8      bit 0 mtime, 1 mode, 2 uid, 3 gid, 4 link, 5 blake3, 6 location, 7 split
+//! name_id        varint
+//! kind           u8 (FileKind code)
+//! size           varint
+//! [mtime_ns]     z-varint
+//! [mode] [uid] [gid]   varints
+//! [link]         varint length + UTF-8 bytes
+//! [blake3]       32 bytes
+//! [location]     part varint, block+1 varint (0 = unknown), offset+1 varint (0 = unknown)
+//! [parts]        varint (only when split over several volumes; then segments has the parts)
+//! ```
+//! The format is part of the catalogue schema: changing it needs a migration.
+
+use super::backups::FileKind;
+
+/// Members per record at most.
+pub const RECORD_MEMBERS: usize = 64;
+
+/// A record is closed once its data reaches this many bytes: SQLite keeps a row of a
+/// WITHOUT ROWID table inside its 4 KiB page only up to about 1000 bytes, and a larger one
+/// spills into overflow pages that waste most of their space.
+pub const RECORD_BYTES: usize = 900;
+
+/// One member as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Member {
+    pub name_id: i64,
+    pub kind: i64,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+    pub mode: Option<i64>,
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub link: Option<String>,
+    pub blake3: Option<[u8; 32]>,
+    /// backup_volumes.seq of the volume part holding the member's header.
+    pub part: Option<i64>,
+    pub block: Option<i64>,
+    pub offset: Option<i64>,
+    /// Parts, when the file is split across volumes (then `segments` has each).
+    pub parts: i64,
+}
+
+impl Member {
+    pub fn kind(&self) -> FileKind {
+        FileKind::from_code(self.kind)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends one member's entry to a record.
+pub fn encode(out: &mut Vec<u8>, m: &Member) {
+    let mut flags = 0u8;
+    let bits = [
+        m.mtime_ns.is_some(),
+        m.mode.is_some(),
+        m.uid.is_some(),
+        m.gid.is_some(),
+        m.link.is_some(),
+        m.blake3.is_some(),
+        m.part.is_some(),
+        m.parts > 1,
+    ];
+    for (i, on) in bits.into_iter().enumerate() {
+        if on {
+            flags |= 1 << i;
+        }
+    }
+    out.push(flags);
+    put_varint(out, m.name_id as u64);
+    out.push(m.kind as u8);
+    put_varint(out, m.size.max(0) as u64);
+    if let Some(t) = m.mtime_ns {
+        put_varint(out, zigzag(t));
+    }
+    for v in [m.mode, m.uid, m.gid].into_iter().flatten() {
+        put_varint(out, v.max(0) as u64);
+    }
+    if let Some(link) = &m.link {
+        put_varint(out, link.len() as u64);
+        out.extend_from_slice(link.as_bytes());
+    }
+    if let Some(h) = &m.blake3 {
+        out.extend_from_slice(h);
+    }
+    if let Some(part) = m.part {
+        put_varint(out, part.max(0) as u64);
+        put_varint(out, m.block.map_or(0, |b| b.max(0) as u64 + 1));
+        put_varint(out, m.offset.map_or(0, |o| o.max(0) as u64 + 1));
+    }
+    if m.parts > 1 {
+        put_varint(out, m.parts as u64);
+    }
+}
+
+/// A damaged record: the catalogue's blob does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("damaged member record at byte {at}")]
+pub struct Damaged {
+    pub at: usize,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, Damaged> {
+        let b = *self.data.get(self.at).ok_or(Damaged { at: self.at })?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, Damaged> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Damaged { at: self.at })
+    }
+
+    fn int(&mut self) -> Result<i64, Damaged> {
+        i64::try_from(self.varint()?).map_err(|_| Damaged { at: self.at })
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&[u8], Damaged> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or(Damaged { at: self.at })?;
+        let slice = &self.data[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+}
+
+/// Decodes every member of a record.
+pub fn decode(data: &[u8]) -> Result<Vec<Member>, Damaged> {
+    let mut r = Reader { data, at: 0 };
+    let mut out = Vec::new();
+    while r.at < data.len() {
+        let flags = r.byte()?;
+        let on = |bit: u8| flags & (1 << bit) != 0;
+        let mut m = Member {
+            name_id: r.int()?,
+            kind: i64::from(r.byte()?),
+            size: r.int()?,
+            parts: 1,
+            ..Member::default()
+        };
+        if on(0) {
+            m.mtime_ns = Some(unzigzag(r.varint()?));
+        }
+        if on(1) {
+            m.mode = Some(r.int()?);
+        }
+        if on(2) {
+            m.uid = Some(r.int()?);
+        }
+        if on(3) {
+            m.gid = Some(r.int()?);
+        }
+        if on(4) {
+            let n = r.varint()? as usize;
+            let bytes = r.bytes(n)?;
+            m.link = Some(String::from_utf8_lossy(bytes).into_owned());
+        }
+        if on(5) {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(r.bytes(32)?);
+            m.blake3 = Some(h);
+        }
+        if on(6) {
+            m.part = Some(r.int()?);
+            m.block = r.int()?.checked_sub(1).filter(|v| *v >= 0);
+            m.offset = r.int()?.checked_sub(1).filter(|v| *v >= 0);
+        }
+        if on(7) {
+            m.parts = r.int()?;
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Member {
+        Member {
+            name_id: 123_456,
+            kind: FileKind::Symlink.code(),
+            size: 4_000_000_000,
+            mtime_ns: Some(1_700_000_000_123_456_789),
+            mode: Some(0o755),
+            uid: Some(1000),
+            gid: Some(100),
+            link: Some("../target/ü".into()),
+            blake3: Some([9; 32]),
+            part: Some(1),
+            block: Some(123_456_789),
+            offset: Some(0),
+            parts: 3,
+        }
+    }
+
+    #[test]
+    fn members_round_trip_with_and_without_optional_fields() {
+        let bare = Member {
+            name_id: 7,
+            kind: 0,
+            size: 0,
+            parts: 1,
+            ..Member::default()
+        };
+        let before_epoch = Member {
+            mtime_ns: Some(-5),
+            part: Some(0),
+            block: None,
+            offset: None,
+            ..bare.clone()
+        };
+        let mut buf = Vec::new();
+        for m in [&full(), &bare, &before_epoch] {
+            encode(&mut buf, m);
+        }
+        assert_eq!(decode(&buf).unwrap(), vec![full(), bare, before_epoch]);
+    }
+
+    #[test]
+    fn a_typical_file_takes_about_sixty_bytes() {
+        let mut m = full();
+        m.link = None;
+        m.kind = 0;
+        m.parts = 1;
+        m.size = 1_234_567;
+        let mut buf = Vec::new();
+        encode(&mut buf, &m);
+        assert!(buf.len() <= 64, "{} bytes", buf.len());
+    }
+
+    #[test]
+    fn truncated_records_are_damage_not_panics() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &full());
+        for cut in 0..buf.len() {
+            let _ = decode(&buf[..cut]);
+        }
+        assert!(decode(&buf[..buf.len() - 1]).is_err());
+        assert!(decode(&[0xff; 20]).is_err());
+    }
+}
