@@ -245,6 +245,11 @@ impl Catalog {
     fn configure(&mut self) -> Result<()> {
         let c = &self.conn;
         c.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.map_err(e))?;
+        // 16 KiB pages (for a new catalogue; an existing one keeps its own): shallower
+        // b-trees and fewer page splits for the name and path indexes, measured fastest
+        // for inserts at 1 M and 10 M files (benches/catalog.rs).
+        c.execute_batch("PRAGMA page_size = 16384;")
+            .map_err(|e| self.map_err(e))?;
         let mode: String = c
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| self.map_err(e))?;

@@ -117,8 +117,8 @@ INSERT INTO names (id, name) VALUES (1, '');
 INSERT INTO dirs (id, parent, name_id) VALUES (1, NULL, 1);
 
 -- A backup's members (files, directories, links, ...), in tape order, packed: one row per
--- run of up to 64 consecutive members of one directory (under 1000 bytes, so a row never
--- spills out of its page); `data` holds their entries in the
+-- run of up to 64 consecutive members of one directory (under 3600 bytes, so a row never
+-- spills out of its 16 KiB page); `data` holds their entries in the
 -- format of catalog::members (name, kind, size, mtime, mode, owner, link target, BLAKE3,
 -- and where the member's tar header is: part = backup_volumes.seq, logical block, offset
 -- in the block). Member number = first_seq + position in the run.
