@@ -390,6 +390,11 @@ impl FileBatch<'_> {
                 "INSERT INTO members (backup_id, first_seq, dir_id, count, data)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut write_run = |first: i64, dir: i64, count: usize, data: &[u8]| {
+                insert_record
+                    .execute(params![backup_id, first, dir, count as i64, data])
+                    .map(drop)
+            };
             let mut insert_segment = tx.prepare_cached(
                 "INSERT INTO segments (backup_id, file_seq, seq, volume_id, tape_file, block,
                     offset, file_offset, length)
@@ -414,13 +419,7 @@ impl FileBatch<'_> {
                         || run_count == RECORD_MEMBERS
                         || run.len() >= RECORD_BYTES)
                 {
-                    insert_record.execute(params![
-                        backup_id,
-                        run_first,
-                        run_dir,
-                        run_count as i64,
-                        &run
-                    ])?;
+                    write_run(run_first, run_dir, run_count, &run)?;
                     run.clear();
                     run_count = 0;
                 }
@@ -470,13 +469,7 @@ impl FileBatch<'_> {
                 bytes += rec.size;
             }
             if run_count > 0 {
-                insert_record.execute(params![
-                    backup_id,
-                    run_first,
-                    run_dir,
-                    run_count as i64,
-                    &run
-                ])?;
+                write_run(run_first, run_dir, run_count, &run)?;
             }
             // In key order, so the path index is written page by page, not at random.
             paths.sort_unstable();
