@@ -390,6 +390,62 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// The entries of `top[key]` that are objects with a non-empty `name`, with that name;
+/// a value that is not a list, an entry that is not an object or has no name is reported
+/// (as is a missing list, when `when_missing` says how).
+fn named_entries<'a>(
+    top: &'a serde_json::Map<String, Value>,
+    key: &str,
+    what: &str,
+    when_missing: Option<&str>,
+    note: &mut impl FnMut(Severity, String),
+) -> Vec<(&'a str, &'a serde_json::Map<String, Value>)> {
+    let list = match top.get(key) {
+        Some(Value::Array(list)) => list.as_slice(),
+        Some(other) => {
+            note(
+                Severity::NotImported,
+                format!(
+                    "{key} is {}, not a list: no {what} imported",
+                    json_kind(other)
+                ),
+            );
+            &[]
+        }
+        None => {
+            if let Some(message) = when_missing {
+                note(Severity::Note, message.to_string());
+            }
+            &[]
+        }
+    };
+    let mut entries = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let Value::Object(entry) = entry else {
+            note(
+                Severity::NotImported,
+                format!(
+                    "{key}[{i}] is {}, not a {what}: not imported",
+                    json_kind(entry)
+                ),
+            );
+            continue;
+        };
+        match entry
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            Some(name) => entries.push((name, entry)),
+            None => note(
+                Severity::NotImported,
+                format!("{key}[{i}] has no name: not imported"),
+            ),
+        }
+    }
+    entries
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -470,45 +526,14 @@ pub fn convert_config(path: &Path, text: &[u8], existing: &ConfigFile) -> Result
         }
     }
 
-    let drive_list = match top.get("tape_drives") {
-        Some(Value::Array(list)) => list.as_slice(),
-        Some(other) => {
-            note(
-                Severity::NotImported,
-                format!(
-                    "tape_drives is {}, not a list: no drive imported",
-                    json_kind(other)
-                ),
-            );
-            &[]
-        }
-        None => {
-            note(Severity::Note, "no tape_drives: no drive to import".into());
-            &[]
-        }
-    };
-    for (i, d) in drive_list.iter().enumerate() {
-        let Value::Object(d) = d else {
-            note(
-                Severity::NotImported,
-                format!(
-                    "tape_drives[{i}] is {}, not a drive: not imported",
-                    json_kind(d)
-                ),
-            );
-            continue;
-        };
-        let Some(pytp_name) = d
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        else {
-            note(
-                Severity::NotImported,
-                format!("tape_drives[{i}] has no name: not imported"),
-            );
-            continue;
-        };
+    let drive_list = named_entries(
+        &top,
+        "tape_drives",
+        "drive",
+        Some("no tape_drives: no drive to import"),
+        &mut note,
+    );
+    for (pytp_name, d) in drive_list {
         let Some(device) = d.get("device_path").and_then(Value::as_str) else {
             note(
                 Severity::NotImported,
@@ -614,42 +639,8 @@ pub fn convert_config(path: &Path, text: &[u8], existing: &ConfigFile) -> Result
         drives.push(name);
     }
 
-    let library_list = match top.get("tape_libraries") {
-        Some(Value::Array(list)) => list.as_slice(),
-        Some(other) => {
-            note(
-                Severity::NotImported,
-                format!(
-                    "tape_libraries is {}, not a list: no library imported",
-                    json_kind(other)
-                ),
-            );
-            &[]
-        }
-        None => &[],
-    };
-    for (i, l) in library_list.iter().enumerate() {
-        let Value::Object(l) = l else {
-            note(
-                Severity::NotImported,
-                format!(
-                    "tape_libraries[{i}] is {}, not a library: not imported",
-                    json_kind(l)
-                ),
-            );
-            continue;
-        };
-        let Some(pytp_name) = l
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        else {
-            note(
-                Severity::NotImported,
-                format!("tape_libraries[{i}] has no name: not imported"),
-            );
-            continue;
-        };
+    let library_list = named_entries(&top, "tape_libraries", "library", None, &mut note);
+    for (pytp_name, l) in library_list {
         let name = config_name(pytp_name);
         let Some(changer) = l
             .get("device_path")
