@@ -13,6 +13,20 @@ pub const MIN_BLOCK_SIZE: u64 = 64 * 1024;
 pub const MAX_BLOCK_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_BLOCK_SIZE: u64 = 512 * 1024;
 
+/// Whether tapedeck writes with blocks of this size: see [`block_size_rule`].
+pub fn allowed_block_size(bytes: u64) -> bool {
+    (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bytes) && bytes % 1024 == 0
+}
+
+/// The block-size rule in words, for messages.
+pub fn block_size_rule() -> String {
+    format!(
+        "a multiple of 1 KiB from {} to {}",
+        format_size(MIN_BLOCK_SIZE),
+        format_size(MAX_BLOCK_SIZE)
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration {}: {source}", path.display())]
@@ -320,15 +334,10 @@ impl ConfigFile {
                 ));
             }
             if let Some(bs) = d.block_size {
-                if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) || bs % 1024 != 0 {
+                if !allowed_block_size(bs) {
                     return Err(invalid(
                         key("block_size"),
-                        format!(
-                            "{} is not allowed: a multiple of 1 KiB from {} to {}",
-                            format_size(bs),
-                            format_size(MIN_BLOCK_SIZE),
-                            format_size(MAX_BLOCK_SIZE)
-                        ),
+                        format!("{} is not allowed: {}", format_size(bs), block_size_rule()),
                     ));
                 }
             }

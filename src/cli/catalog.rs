@@ -292,16 +292,12 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
     };
     let block_size = u32::try_from(block_size)
         .ok()
-        .filter(|b| {
-            (tapedeck::config::MIN_BLOCK_SIZE..=tapedeck::config::MAX_BLOCK_SIZE)
-                .contains(&(*b as u64))
-        })
+        .filter(|b| tapedeck::config::allowed_block_size(*b as u64))
         .ok_or_else(|| {
             bad_input(format!(
-                "block size {} is not allowed: {} to {}",
+                "block size {} is not allowed: {}",
                 format_size(block_size),
-                format_size(tapedeck::config::MIN_BLOCK_SIZE),
-                format_size(tapedeck::config::MAX_BLOCK_SIZE)
+                tapedeck::config::block_size_rule()
             ))
         })?;
     // What is on the tape now decides whether we may overwrite it.

@@ -26,7 +26,7 @@ use crate::catalog::{
     BackupStatus, Catalog, CatalogError, FileKind, FileRecord, NewBackup, SegmentRecord,
     VolumeStatus,
 };
-use crate::config::{Config, ConfigFile, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::config::{allowed_block_size, block_size_rule, Config, ConfigFile};
 use crate::units::format_size;
 use crate::vlib::model::DriveModel;
 use jiff::tz::TimeZone;
@@ -576,7 +576,7 @@ pub fn convert_config(path: &Path, text: &[u8], existing: &ConfigFile) -> Result
         match d.get("block_size") {
             None | Some(Value::Null) => {}
             Some(v) => match as_integer(v).filter(|b| *b > 0).map(|b| b as u64) {
-                Some(b) if (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&b) && b % 1024 == 0 => {
+                Some(b) if allowed_block_size(b) => {
                     block = format!(
                         "block_size = {}\n",
                         toml_str(&format_size(b).replace(' ', ""))
@@ -586,10 +586,9 @@ pub fn convert_config(path: &Path, text: &[u8], existing: &ConfigFile) -> Result
                     Severity::Incomplete,
                     format!(
                         "drive {name}: block size {b} bytes is outside what tapedeck writes \
-                         ({} to {}, a multiple of 1 KiB): left to tapedeck's default; tapes pytp \
-                         wrote with it read back with `tar -b {}`",
-                        format_size(MIN_BLOCK_SIZE),
-                        format_size(MAX_BLOCK_SIZE),
+                         ({}): left to tapedeck's default; tapes pytp wrote with it read back \
+                         with `tar -b {}`",
+                        block_size_rule(),
                         b / 512
                     ),
                 ),
