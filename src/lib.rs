@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the data flow and what each module owns.
 
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod conformance;
