@@ -2,9 +2,11 @@
 //! virtual library's drives. Opening one gives a `Box<dyn TapeDrive>`; nothing above this
 //! module knows which kind it holds.
 
+use crate::backup::flow::SpeedRange;
 use crate::config::Config;
 use crate::tape::st::StDrive;
 use crate::tape::{TapeDrive, TapeError};
+use crate::vlib::model::DriveModel;
 use crate::vlib::{Library, VlibError};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -114,6 +116,34 @@ pub fn resolve(config: &Config, name: Option<&str>) -> Result<DriveSpec, LookupE
 }
 
 impl DriveSpec {
+    /// The rates the drive streams at (speed-matching floor to native), in bytes per
+    /// second of real time: from the configured model of a real drive, or the virtual
+    /// drive's model at the library's time scale. `None` when unknown or unlimited (a
+    /// virtual library at time scale 0).
+    pub fn speed_range(&self, config: &Config) -> Option<SpeedRange> {
+        let (model, scale) = match &self.kind {
+            DriveKind::St { .. } => {
+                let name = config
+                    .file
+                    .drives
+                    .iter()
+                    .find(|d| d.name == self.name)?
+                    .model
+                    .clone()?;
+                (DriveModel::builtin(&name)?, 1.0)
+            }
+            DriveKind::Virtual { library, .. } => {
+                let file = Library::open(library).ok()?.read().ok()?;
+                let entry = file.drives.iter().find(|d| d.name == self.name)?;
+                (entry.model.clone(), file.time_scale)
+            }
+        };
+        (scale > 0.0).then(|| SpeedRange {
+            floor: model.floor() as f64 * scale,
+            native: model.native() as f64 * scale,
+        })
+    }
+
     /// Opens the drive for exclusive use by this process.
     pub fn open(&self) -> Result<Box<dyn TapeDrive>, TapeError> {
         Ok(match &self.kind {

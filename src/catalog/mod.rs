@@ -18,7 +18,7 @@ pub use backups::{BackupStatus, FileBatch, FileKind, FileRecord, NewBackup, Segm
 pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupSummary, FileVersion, SegmentInfo};
-pub use volumes::{LabelRecord, Volume, VolumeStatus};
+pub use volumes::{LabelRecord, TapeErrorRecord, Volume, VolumeStatus};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -146,6 +146,18 @@ pub struct LabelRecord<'a> {
     pub location: Option<&'a str>,
 }
 
+/// A drive or medium error to log.
+#[derive(Debug, Clone)]
+pub struct TapeErrorRecord<'a> {
+    pub volume_id: Option<i64>,
+    pub backup_id: Option<i64>,
+    pub drive: &'a str,
+    /// `write`, `read`, `filemark`, ...
+    pub kind: &'a str,
+    pub position: Option<i64>,
+    pub detail: &'a str,
+}
+
 impl Catalog {
     /// The volume with this label (or barcode); an unknown one suggests the closest label.
     pub fn volume(&self, label: &str) -> Result<Volume> {
@@ -279,6 +291,43 @@ impl Catalog {
             Ok(())
         })?;
         self.volume(label)
+    }
+
+    /// Counts `bytes` more on the volume and at least `tape_files` tape files on it.
+    pub fn record_volume_written(
+        &mut self,
+        volume_id: i64,
+        bytes: i64,
+        tape_files: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET used = used + ?2, tape_files = MAX(tape_files, ?3)
+                 WHERE id = ?1",
+                params![volume_id, bytes, tape_files],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Logs a drive or medium error met while writing or reading a volume.
+    pub fn record_tape_error(&mut self, e: &TapeErrorRecord<'_>) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tape_errors (volume_id, backup_id, drive, at, kind, position, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.volume_id,
+                    e.backup_id,
+                    e.drive,
+                    now(),
+                    e.kind,
+                    e.position,
+                    e.detail
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// Refuses to overwrite a volume whose data is not expired, unless forced.

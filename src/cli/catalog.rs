@@ -257,6 +257,74 @@ fn virtual_cartridge(kind: &DriveKind, drive: &str) -> Result<Option<(String, St
     )))
 }
 
+/// Writes a new label at BOT and records it: the volume starts empty.
+fn write_new_label(
+    drive: &mut dyn tapedeck::tape::TapeDrive,
+    cat: &mut Catalog,
+    spec: &drives::DriveSpec,
+    label_text: &str,
+    cartridge: Option<&(String, String, u64)>,
+    pool: Option<&str>,
+    block_size: u32,
+) -> Result<tapedeck::catalog::Volume> {
+    let new = Label {
+        format: LABEL_FORMAT,
+        label: label_text.to_string(),
+        barcode: cartridge.map(|c| c.0.clone()),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        pool: pool.map(str::to_string),
+        media: cartridge.map(|c| c.1.clone()),
+        block_size,
+        created: jiff::Timestamp::now().to_string(),
+        tapedeck: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    label::write_label(drive, &new)
+        .with_context(|| format!("writing the label on the tape in {}", spec.name))?;
+    let location = format!("drive {}", spec.name);
+    Ok(cat.record_label(&tapedeck::catalog::LabelRecord {
+        label: &new.label,
+        barcode: new.barcode.as_deref(),
+        uuid: &new.uuid,
+        pool,
+        media: new.media.as_deref(),
+        capacity: cartridge.map(|c| c.2 as i64),
+        block_size: block_size as i64,
+        used: block_size as i64,
+        location: Some(&location),
+    })?)
+}
+
+/// Labels the tape in `drive` when it is blank and its barcode is known (a virtual
+/// cartridge): nothing on it can be lost. Returns the new volume's label.
+pub(super) fn label_if_blank(
+    drive: &mut dyn tapedeck::tape::TapeDrive,
+    cat: &mut Catalog,
+    spec: &drives::DriveSpec,
+    pool: Option<&str>,
+    block_size: u32,
+) -> Result<Option<String>> {
+    if !drive.status()?.online || label::read_tape_start(drive)? != TapeStart::Blank {
+        return Ok(None);
+    }
+    let Some(cartridge) = virtual_cartridge(&spec.kind, &spec.name)? else {
+        return Ok(None);
+    };
+    if cat.find_volume(&cartridge.0)?.is_some() {
+        // A known volume that reads blank was erased elsewhere: let the operator decide.
+        return Ok(None);
+    }
+    let v = write_new_label(
+        drive,
+        cat,
+        spec,
+        &cartridge.0,
+        Some(&cartridge),
+        pool,
+        block_size,
+    )?;
+    Ok(Some(v.label))
+}
+
 fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
     let spec = drives::resolve(config, args.drive.as_deref())?;
     let cartridge = virtual_cartridge(&spec.kind, &spec.name)?;
@@ -333,31 +401,15 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
             .into());
         }
     }
-    let new = Label {
-        format: LABEL_FORMAT,
-        label: label_text.clone(),
-        barcode: barcode.clone(),
-        uuid: uuid::Uuid::new_v4().to_string(),
-        pool: args.pool.clone(),
-        media: cartridge.as_ref().map(|c| c.1.clone()),
+    let v = write_new_label(
+        drive.as_mut(),
+        &mut cat,
+        &spec,
+        &label_text,
+        cartridge.as_ref(),
+        args.pool.as_deref(),
         block_size,
-        created: jiff::Timestamp::now().to_string(),
-        tapedeck: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    label::write_label(drive.as_mut(), &new)
-        .with_context(|| format!("writing the label on the tape in {}", spec.name))?;
-    let location = format!("drive {}", spec.name);
-    let v = cat.record_label(&tapedeck::catalog::LabelRecord {
-        label: &new.label,
-        barcode: barcode.as_deref(),
-        uuid: &new.uuid,
-        pool: args.pool.as_deref(),
-        media: new.media.as_deref(),
-        capacity: cartridge.as_ref().map(|c| c.2 as i64),
-        block_size: block_size as i64,
-        used: block_size as i64,
-        location: Some(&location),
-    })?;
+    )?;
     println!(
         "Labelled {} in {} ({}, {} blocks).",
         v.label,

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (clap derive), dispatch, and the mapping from
 //! errors to exit codes (0 ok, 1 failure, 2 usage or bad input, 130 interrupted).
 
+mod backup;
 mod catalog;
 mod changer;
 mod migrate;
@@ -60,6 +61,8 @@ enum Command {
     Vlib(vlib::VlibCommand),
     /// Drive operations in the manner of mt(1): status, positioning, filemarks, block size
     Tape(tape::TapeArgs),
+    /// Back up files and directories onto the loaded volume as a tar tape file
+    Backup(backup::BackupArgs),
     /// Changer: move the cartridge in SLOT into a drive and load it
     Load(changer::LoadArgs),
     /// Changer: unload a drive and put its cartridge into SLOT (default: where it came from)
@@ -94,6 +97,11 @@ enum Command {
 #[error("{0}")]
 pub struct BadInput(pub String);
 
+/// The operator interrupted the work (exit 130); what was done is recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
 /// Builds a [`BadInput`] error.
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
@@ -102,7 +110,12 @@ pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
 /// The exit code an error stands for.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        let bad = if cause.is::<BadInput>() || cause.is::<ConfigError>() {
+        if cause.is::<Interrupted>() {
+            return 130;
+        }
+        let bad = if let Some(e) = cause.downcast_ref::<tapedeck::backup::BackupError>() {
+            e.is_bad_input()
+        } else if cause.is::<BadInput>() || cause.is::<ConfigError>() {
             true
         } else if let Some(e) = cause.downcast_ref::<TapeError>() {
             e.is_bad_input()
@@ -174,6 +187,7 @@ fn run(command: Command, config: &Config) -> Result<()> {
         Command::Config { json } => show_config(config, json),
         Command::Vlib(cmd) => vlib::run(cmd, config),
         Command::Tape(args) => tape::run(args, config),
+        Command::Backup(args) => backup::run(args, config),
         Command::Load(args) => changer::load(args, config),
         Command::Unload(args) => changer::unload(args, config),
         Command::Move(args) => changer::move_medium(args, config),

@@ -66,12 +66,15 @@ fn parse_switch(text: &str) -> std::result::Result<bool, String> {
 }
 
 /// A block number, or `none` to clear.
-fn parse_at(text: &str) -> std::result::Result<Option<u64>, String> {
+#[derive(Debug, Clone, Copy)]
+struct At(Option<u64>);
+
+fn parse_at(text: &str) -> std::result::Result<At, String> {
     if text == "none" {
-        return Ok(None);
+        return Ok(At(None));
     }
     text.parse()
-        .map(Some)
+        .map(|n| At(Some(n)))
         .map_err(|_| format!("`{text}`: write a block number or none"))
 }
 
@@ -85,12 +88,12 @@ pub struct SetArgs {
     /// Write-protect tab: on or off
     #[arg(long, value_parser = parse_switch)]
     write_protect: Option<bool>,
-    /// Fail the write of this logical block (or none)
+    /// Fail the write of this logical block (or `none`)
     #[arg(long, value_name = "BLOCK", value_parser = parse_at)]
-    write_error_at: Option<Option<u64>>,
-    /// Fail the read of this logical block with a medium error (or none)
+    write_error_at: Option<At>,
+    /// Fail the read of this logical block with a medium error (or `none`)
     #[arg(long, value_name = "BLOCK", value_parser = parse_at)]
-    read_error_at: Option<Option<u64>>,
+    read_error_at: Option<At>,
     /// Report early warning once the tape holds this much (e.g. 100MiB, or none)
     #[arg(long, value_name = "SIZE")]
     early_warning_at: Option<String>,
@@ -302,10 +305,10 @@ fn set(args: SetArgs, config: &Config) -> Result<()> {
             m.write_protected = on;
         }
         if let Some(at) = args.write_error_at {
-            m.faults.write_error_at = at;
+            m.faults.write_error_at = at.0;
         }
         if let Some(at) = args.read_error_at {
-            m.faults.read_error_at = at;
+            m.faults.read_error_at = at.0;
         }
         if let Some(at) = early_warning {
             m.faults.early_warning_at_bytes = at;

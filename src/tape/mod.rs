@@ -261,6 +261,11 @@ pub trait TapeDrive: Send {
 
     /// Erases from the current position to the end of the tape.
     fn erase(&mut self) -> Result<()>;
+
+    /// Stop-and-reposition cycles since the drive was opened, when the drive can tell.
+    fn repositions(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Where a cartridge can sit in a library.

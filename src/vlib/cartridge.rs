@@ -59,6 +59,11 @@ pub struct CartridgeMeta {
     pub faults: Faults,
     #[serde(default)]
     pub counters: CartridgeCounters,
+    /// A tape file is being written: set by its first block, cleared by its filemark. Found
+    /// set when a drive opens, its writer died; the filemark `st` writes when the dead
+    /// process's device is closed is written then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writing: bool,
 }
 
 pub const CARTRIDGE_FORMAT: u32 = 1;
@@ -76,6 +81,7 @@ impl CartridgeMeta {
             write_protected: false,
             faults: Faults::default(),
             counters: CartridgeCounters::default(),
+            writing: false,
         }
     }
 
@@ -320,7 +326,32 @@ impl Cartridge {
         }
         self.meta.filemarks += 1;
         self.file_blocks.push(0);
+        self.meta.writing = false;
         self.save_meta()
+    }
+
+    /// Marks that a tape file is being written (before its first block goes on tape).
+    pub fn start_writing(&mut self) -> Result<(), VlibError> {
+        if !self.meta.writing {
+            self.meta.writing = true;
+            self.save_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Closes a tape file whose writer died without a filemark, as `st` does when the
+    /// dead process's device is closed. Returns whether a filemark was written.
+    pub fn close_abandoned_file(&mut self) -> Result<bool, VlibError> {
+        if !self.meta.writing {
+            return Ok(false);
+        }
+        if self.file_blocks.last().copied().unwrap_or(0) > 0 {
+            self.append_filemark()?;
+            return Ok(true);
+        }
+        self.meta.writing = false;
+        self.save_meta()?;
+        Ok(false)
     }
 
     /// Reads block `block` of tape file `file` into `buf` (exactly one block long).

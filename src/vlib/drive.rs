@@ -75,10 +75,19 @@ impl VirtualDrive {
                 other => other,
             })?;
         let entry = &file.drives[index];
-        let cart = match &entry.cartridge {
+        let mut cart = match &entry.cartridge {
             Some(barcode) => Some(Cartridge::open(&lib.cartridge_dir(barcode))?),
             None => None,
         };
+        if let Some(c) = cart.as_mut() {
+            if c.close_abandoned_file()? {
+                tracing::warn!(
+                    "{name}: the last writer of {} died mid-file; its tape file was closed \
+                     with a filemark",
+                    c.meta.barcode
+                );
+            }
+        }
         let streamer = (file.time_scale > 0.0).then(|| {
             Streamer::new(
                 entry.model.clone(),
@@ -374,6 +383,7 @@ impl TapeDrive for VirtualDrive {
                 detail: "injected write error (faults.write_error_at in cartridge.json)".into(),
             });
         }
+        cart.start_writing()?;
         cart.append_block(block)?;
         cart.meta.counters.bytes_written += len as u64;
         let past_warning = cart.used_bytes() > cart.meta.early_warning_at();
@@ -639,5 +649,9 @@ impl TapeDrive for VirtualDrive {
         self.last_op_write = false;
         self.eod_flag = false;
         Ok(())
+    }
+
+    fn repositions(&mut self) -> Option<u64> {
+        self.stream_stats().map(|s| s.repositions)
     }
 }

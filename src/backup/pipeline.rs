@@ -1,0 +1,620 @@
+//! One backup session from scan to summary: starts the encoder and writer threads around
+//! the ring buffer, records in the catalogue each member once the writer has put its last
+//! block on tape, writes the index tape file, and ends the backup with a status.
+
+use super::encoder::{self, BlockSink, Encoded, EncoderEnd, EncoderEvent, Integrity};
+use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
+use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
+use super::reader::{PrefetchConfig, Prefetcher};
+use super::ring::Ring;
+use super::scan::{Entry, EntryKind, Scan};
+use super::telemetry::{Event, Events, Telemetry};
+use super::volume::TapeTarget;
+use super::writer::{self, Progress, Sink, WriterEnd, WriterOutcome};
+use super::{BackupError, Interrupt};
+use crate::catalog::{
+    self, BackupStatus, Catalog, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
+    TapeErrorRecord, VolumeStatus,
+};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to back up and how.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub job: Option<String>,
+    pub label: Option<String>,
+    pub pool: Option<String>,
+    /// Ring buffer size in bytes (already checked against available memory).
+    pub buffer: u64,
+    pub policy: FlowPolicy,
+    pub high_watermark: f64,
+    pub low_watermark: f64,
+    /// The drive's streaming range, for pacing; `None` paces nothing.
+    pub range: Option<SpeedRange>,
+    /// Parallel readers for small files.
+    pub readers: usize,
+}
+
+/// Where the stream goes.
+pub enum Target {
+    /// A tapedeck volume, positioned at end of data.
+    Tape(Box<TapeTarget>),
+    /// A file, FIFO or stdout: the bare tar stream, no label, no index, no catalogue.
+    Device {
+        name: String,
+        out: Box<dyn Write + Send>,
+        block_size: u32,
+    },
+}
+
+/// How a backup went, for the operator and for scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub uuid: String,
+    pub status: BackupStatus,
+    pub drive: String,
+    pub volume: Option<String>,
+    pub tape_file: Option<u64>,
+    pub first_block: Option<u64>,
+    /// Members saved (recorded as on tape), and their file data.
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes of the tape file (headers, data, padding).
+    pub tape_bytes: u64,
+    pub skipped: u64,
+    /// Saved, but the file changed while it was read.
+    pub changed: u64,
+    /// Not saved: the file shrank or failed part-way while it was read.
+    pub damaged: u64,
+    pub elapsed_secs: f64,
+    /// Average rate while writing, bytes/s.
+    pub average_rate: f64,
+    /// Lowest one-second write rate while streaming, bytes/s.
+    pub min_streaming_rate: Option<f64>,
+    pub writer_stops: u64,
+    /// Stop-and-reposition cycles the drive reported, when it can tell.
+    pub repositions: Option<u64>,
+    pub buffer: u64,
+    pub policy: FlowPolicy,
+    pub error: Option<String>,
+}
+
+/// Members the encoder has put in the stream, waiting for the writer to get their last
+/// byte onto tape before they are recorded.
+struct Recorder<'c> {
+    entries: Arc<Vec<Entry>>,
+    batch: Option<FileBatch<'c>>,
+    index: Option<IndexWriter>,
+    volume: Option<(i64, String)>,
+    tape_file: u64,
+    first_block: u64,
+    block_size: u64,
+    pending: VecDeque<Encoded>,
+    files: u64,
+    bytes: u64,
+    changed: u64,
+    damaged: u64,
+}
+
+fn file_kind(kind: &EntryKind) -> FileKind {
+    match kind {
+        EntryKind::File => FileKind::File,
+        EntryKind::Dir => FileKind::Dir,
+        EntryKind::Symlink { .. } => FileKind::Symlink,
+        EntryKind::HardLink { .. } => FileKind::HardLink,
+        EntryKind::CharDevice { .. } => FileKind::CharDevice,
+        EntryKind::BlockDevice { .. } => FileKind::BlockDevice,
+        EntryKind::Fifo => FileKind::Fifo,
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Recorder<'_> {
+    /// Records every pending member that ends at or before `on_tape` bytes.
+    fn record_up_to(&mut self, on_tape: u64, events: &Events) -> Result<(), BackupError> {
+        while self.pending.front().is_some_and(|e| e.end <= on_tape) {
+            if let Some(enc) = self.pending.pop_front() {
+                self.record(enc, events)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, enc: Encoded, events: &Events) -> Result<(), BackupError> {
+        let entries = Arc::clone(&self.entries);
+        let Some(entry) = entries.get(enc.index) else {
+            return Ok(());
+        };
+        let path = format!("/{}", entry.name.trim_end_matches('/'));
+        match &enc.integrity {
+            Integrity::Intact => {}
+            Integrity::Changed(reason) => {
+                self.changed += 1;
+                events.send(Event::FileChanged {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                    saved: true,
+                });
+            }
+            Integrity::Damaged(reason) => {
+                self.damaged += 1;
+                events.send(Event::FileChanged {
+                    path,
+                    reason: reason.clone(),
+                    saved: false,
+                });
+                return Ok(());
+            }
+        }
+        self.files += 1;
+        self.bytes += enc.size;
+        let block = self.first_block + enc.start / self.block_size;
+        let offset = enc.start % self.block_size;
+        let link = match &entry.kind {
+            EntryKind::Symlink { target } => Some(target.to_string_lossy().into_owned()),
+            EntryKind::HardLink { target } => Some(format!("/{target}")),
+            _ => None,
+        };
+        let kind = file_kind(&entry.kind);
+        if let Some(index) = &mut self.index {
+            let volume = self.volume.as_ref().map(|v| v.1.as_str()).unwrap_or("");
+            index.add(&IndexRecord {
+                path: &path,
+                kind: kind.as_str(),
+                size: enc.size,
+                mtime: entry.mtime_ns,
+                mode: entry.mode,
+                uid: entry.uid,
+                gid: entry.gid,
+                user: entry.user.as_deref(),
+                group: entry.group.as_deref(),
+                link: link.as_deref(),
+                blake3: enc.blake3.as_ref().map(hex),
+                segments: vec![IndexSegment {
+                    volume,
+                    tape_file: self.tape_file,
+                    block,
+                    offset,
+                    file_offset: 0,
+                    length: enc.size,
+                }],
+            })?;
+        }
+        if let (Some(batch), Some((volume_id, _))) = (&mut self.batch, &self.volume) {
+            batch.push(FileRecord {
+                path,
+                kind,
+                size: enc.size as i64,
+                mtime_ns: Some(entry.mtime_ns),
+                mode: Some(entry.mode as i64),
+                uid: Some(entry.uid as i64),
+                gid: Some(entry.gid as i64),
+                link,
+                blake3: enc.blake3,
+                segments: vec![SegmentRecord {
+                    volume_id: *volume_id,
+                    tape_file: Some(self.tape_file as i64),
+                    block: Some(block as i64),
+                    offset: Some(offset as i64),
+                    file_offset: 0,
+                    length: enc.size as i64,
+                }],
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one backup of the scanned members to `target`. Catalogue and index are kept
+/// only for a tape target. Interrupts end it cleanly with status `aborted`.
+pub fn run(
+    req: &BackupRequest,
+    scan: Scan,
+    target: Target,
+    mut cat: Option<&mut Catalog>,
+    telemetry: Arc<Telemetry>,
+    events: Events,
+    interrupt: Interrupt,
+) -> Result<Summary, BackupError> {
+    let started = Instant::now();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let started_at = catalog::now();
+    let (sink, drive_name, block_size, tape) = match target {
+        Target::Tape(t) => {
+            let t = *t;
+            for w in &t.warnings {
+                events.send(Event::Warning { message: w.clone() });
+            }
+            let TapeTarget {
+                drive,
+                drive_name,
+                volume,
+                tape_file,
+                first_block,
+                block_size,
+                ..
+            } = t;
+            (
+                Sink::Tape(drive),
+                drive_name,
+                block_size,
+                Some((volume, tape_file, first_block)),
+            )
+        }
+        Target::Device {
+            name,
+            out,
+            block_size,
+        } => (Sink::Stream(out), name, block_size, None),
+    };
+    let cat_for_tape = if tape.is_some() { cat.take() } else { None };
+    let mut cat = cat_for_tape;
+    let backup_id = match (&mut cat, &tape) {
+        (Some(c), Some((volume, tape_file, first_block))) => {
+            let id = c.begin_backup(&NewBackup {
+                uuid: &uuid,
+                job: req.job.as_deref(),
+                label: req.label.as_deref(),
+                kind: "full",
+                parent_uuid: None,
+                pool: volume.pool.as_deref().or(req.pool.as_deref()),
+                started_at,
+                drive: Some(&drive_name),
+                strategy: Some("direct"),
+                block_size: Some(block_size as i64),
+                origin: "tapedeck",
+            })?;
+            c.add_backup_volume(
+                id,
+                0,
+                volume.id,
+                Some(*tape_file as i64),
+                Some(*first_block as i64),
+            )?;
+            Some(id)
+        }
+        _ => None,
+    };
+    for s in &scan.skipped {
+        events.send(Event::FileSkipped {
+            path: s.path.display().to_string(),
+            reason: s.reason.clone(),
+        });
+    }
+    events.send(Event::BackupStarted {
+        uuid: uuid.clone(),
+        drive: drive_name.clone(),
+        volume: tape.as_ref().map(|t| t.0.label.clone()),
+        files: scan.entries.len() as u64,
+        bytes: scan.total_bytes,
+        buffer: req.buffer,
+        policy: req.policy,
+    });
+    if let Some((volume, tape_file, first_block)) = &tape {
+        events.send(Event::TapeFileStarted {
+            volume: volume.label.clone(),
+            tape_file: *tape_file,
+            block: *first_block,
+        });
+    }
+    let ring = Arc::new(Ring::new(req.buffer, block_size as usize));
+    telemetry.update(|s| {
+        s.drive = drive_name.clone();
+        s.volume = tape.as_ref().map(|t| t.0.label.clone());
+        s.policy = Some(req.policy);
+        s.buffer_capacity = ring.capacity();
+        s.high_watermark = req.high_watermark;
+        s.low_watermark = req.low_watermark;
+        s.files_total = scan.entries.len() as u64;
+        s.bytes_total = scan.total_bytes;
+    });
+    let flow = FlowController::new(FlowConfig {
+        policy: req.policy,
+        capacity: ring.capacity(),
+        block: block_size as u64,
+        high: req.high_watermark,
+        low: req.low_watermark,
+        range: req.range,
+    });
+    let progress = Arc::new(Progress::default());
+    let entries = Arc::new(scan.entries);
+    let skipped_in_scan = scan.skipped.len() as u64;
+
+    let writer = {
+        let (ring, progress, telemetry, events, interrupt) = (
+            ring.clone(),
+            progress.clone(),
+            telemetry.clone(),
+            events.clone(),
+            interrupt.clone(),
+        );
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer::run(sink, ring, flow, progress, telemetry, events, interrupt))?
+    };
+    let (tx, rx) = mpsc::channel::<EncoderEvent>();
+    let encoder = {
+        let (ring, entries, telemetry, interrupt) = (
+            ring.clone(),
+            entries.clone(),
+            telemetry.clone(),
+            interrupt.clone(),
+        );
+        let readers = PrefetchConfig {
+            threads: req.readers.max(1),
+            budget: 32 << 20,
+            small_limit: 1 << 20,
+        };
+        std::thread::Builder::new()
+            .name("encoder".into())
+            .spawn(move || {
+                let mut members = Prefetcher::start(entries.clone(), readers);
+                let mut report = |ev: EncoderEvent| {
+                    match &ev {
+                        EncoderEvent::Current { index } => {
+                            if let Some(e) = entries.get(*index) {
+                                telemetry.update(|s| {
+                                    s.current_file.clear();
+                                    s.current_file.push('/');
+                                    s.current_file.push_str(&e.name);
+                                });
+                            }
+                            return;
+                        }
+                        EncoderEvent::Member(m) => telemetry.update(|s| {
+                            s.files_done += 1;
+                            s.bytes_read += m.size;
+                        }),
+                        EncoderEvent::Skipped { .. } => {}
+                    }
+                    let _ = tx.send(ev);
+                };
+                let end = encoder::encode(
+                    &entries,
+                    &mut members,
+                    BlockSink::new(ring.clone()),
+                    &interrupt,
+                    &mut report,
+                );
+                ring.finish_input();
+                end
+            })?
+    };
+
+    let mut recorder = Recorder {
+        entries: entries.clone(),
+        batch: None,
+        index: None,
+        volume: tape.as_ref().map(|t| (t.0.id, t.0.label.clone())),
+        tape_file: tape.as_ref().map_or(0, |t| t.1),
+        first_block: tape.as_ref().map_or(0, |t| t.2),
+        block_size: block_size as u64,
+        pending: VecDeque::new(),
+        files: 0,
+        bytes: 0,
+        changed: 0,
+        damaged: 0,
+    };
+    if tape.is_some() {
+        recorder.index = Some(IndexWriter::new(&IndexHeader {
+            format: 1,
+            uuid: &uuid,
+            job: req.job.as_deref(),
+            label: req.label.as_deref(),
+            kind: "full",
+            parent: None,
+            started: catalog::format_time(started_at),
+            tapedeck: env!("CARGO_PKG_VERSION"),
+            block_size,
+        })?);
+    }
+    let mut skipped = skipped_in_scan;
+    let mut interrupt_seen = 0u8;
+    if let (Some(c), Some(id)) = (cat.as_deref_mut(), backup_id) {
+        recorder.batch = Some(c.file_batch(id));
+    }
+    let recorded: Result<(), BackupError> = (|| {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(EncoderEvent::Member(m)) => recorder.pending.push_back(m),
+                Ok(EncoderEvent::Skipped { index, reason }) => {
+                    skipped += 1;
+                    let path = entries
+                        .get(index)
+                        .map(|e| format!("/{}", e.name))
+                        .unwrap_or_default();
+                    events.send(Event::FileSkipped { path, reason });
+                }
+                Ok(EncoderEvent::Current { .. }) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let level = u8::from(interrupt.requested()) + u8::from(interrupt.hard());
+            if level > interrupt_seen {
+                interrupt_seen = level;
+                events.send(Event::Interrupted {
+                    hard: interrupt.hard(),
+                });
+            }
+            recorder.record_up_to(progress.bytes(), &events)?;
+            update_eta(&telemetry, started);
+        }
+        Ok(())
+    })();
+    // The encoder is done (its channel closed) or recording failed: either way wait for
+    // both threads, so the drive is back in our hands before anything else happens.
+    if recorded.is_err() {
+        ring.close_output();
+    }
+    let encoder_end = encoder
+        .join()
+        .map_err(|_| BackupError::Internal("the encoder thread panicked".into()))?;
+    let outcome: WriterOutcome = writer
+        .join()
+        .map_err(|_| BackupError::Internal("the writer thread panicked".into()))?;
+    recorded?;
+    let encoder_end = encoder_end?;
+    recorder.record_up_to(
+        match outcome.end {
+            WriterEnd::Drained => u64::MAX,
+            _ => outcome.bytes,
+        },
+        &events,
+    )?;
+    let WriterOutcome {
+        sink,
+        end: writer_end,
+        bytes: tape_bytes,
+        stops,
+        streaming_secs,
+        min_streaming_rate,
+        tape_error,
+    } = outcome;
+    let batch_result = recorder.batch.take().map(FileBatch::finish).transpose();
+    let Recorder {
+        files,
+        bytes,
+        changed,
+        damaged,
+        index,
+        tape_file,
+        ..
+    } = recorder;
+
+    // How it ended.
+    let interrupted = matches!(encoder_end, EncoderEnd::Interrupted { .. }) || interrupt.hard();
+    let (mut status, mut error) = match &writer_end {
+        WriterEnd::Drained if interrupted => (BackupStatus::Aborted, Some("interrupted".into())),
+        WriterEnd::Drained => (BackupStatus::Complete, None),
+        WriterEnd::Aborted => (BackupStatus::Aborted, Some("interrupted".into())),
+        WriterEnd::EndOfTape => (
+            BackupStatus::Failed,
+            Some(format!(
+                "the tape is full after {}; continuing on another volume is not supported yet",
+                crate::units::format_size(tape_bytes)
+            )),
+        ),
+        WriterEnd::Failed(m) => (BackupStatus::Failed, Some(m.clone())),
+    };
+    if let Err(e) = &batch_result {
+        status = BackupStatus::Failed;
+        error = Some(format!("recording files in the catalogue: {e}"));
+    }
+    let mut repositions = None;
+    let mut index_bytes = 0u64;
+    let mut tape_files_now = tape_file + 1;
+    if let Sink::Tape(mut drive) = sink {
+        // The index goes after the data when the data's tape file closed cleanly.
+        if matches!(writer_end, WriterEnd::Drained) {
+            let before = drive.position().ok();
+            let written = match index {
+                Some(index) => {
+                    let trailer = IndexTrailer {
+                        finished: catalog::format_time(catalog::now()),
+                        status: status.as_str(),
+                        files,
+                        bytes,
+                    };
+                    index
+                        .write_to_tape(&trailer, &uuid, drive.as_mut(), block_size as usize)
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| drive.write_filemarks(1, false).map_err(|e| e.to_string()))
+                }
+                None => Ok(()),
+            };
+            match written {
+                Ok(()) => {
+                    tape_files_now += 1;
+                    if let (Some(b), Ok(a)) = (before, drive.position()) {
+                        index_bytes = a.saturating_sub(b + 1) * block_size as u64;
+                    }
+                }
+                Err(e) => {
+                    status = BackupStatus::Failed;
+                    error = Some(e.clone());
+                    events.send(Event::Error { message: e });
+                }
+            }
+        }
+        repositions = drive.repositions();
+    }
+    if let (Some(c), Some(id), Some((volume, _, _))) = (cat, backup_id, &tape) {
+        if let Some(e) = &tape_error {
+            c.record_tape_error(&TapeErrorRecord {
+                volume_id: Some(volume.id),
+                backup_id: Some(id),
+                drive: &drive_name,
+                kind: "write",
+                position: None,
+                detail: &e.to_string(),
+            })?;
+        }
+        c.record_volume_written(
+            volume.id,
+            (tape_bytes + index_bytes) as i64,
+            tape_files_now as i64,
+        )?;
+        c.finish_backup(id, status, catalog::now(), error.as_deref())?;
+        if matches!(writer_end, WriterEnd::EndOfTape) {
+            c.set_volume_status(&volume.label, VolumeStatus::Full, None)?;
+        }
+        if matches!(writer_end, WriterEnd::Failed(_)) {
+            c.set_volume_status(&volume.label, VolumeStatus::Error, error.as_deref())?;
+        }
+    }
+    events.send(Event::BackupFinished {
+        uuid: uuid.clone(),
+        status: status.as_str().to_string(),
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(Summary {
+        uuid,
+        status,
+        drive: drive_name,
+        volume: tape.as_ref().map(|t| t.0.label.clone()),
+        tape_file: tape.as_ref().map(|t| t.1),
+        first_block: tape.as_ref().map(|t| t.2),
+        files,
+        bytes,
+        tape_bytes,
+        skipped,
+        changed,
+        damaged,
+        elapsed_secs: elapsed,
+        average_rate: if streaming_secs > 0.0 {
+            tape_bytes as f64 / streaming_secs
+        } else if elapsed > 0.0 {
+            tape_bytes as f64 / elapsed
+        } else {
+            0.0
+        },
+        min_streaming_rate,
+        writer_stops: stops,
+        repositions,
+        buffer: ring.capacity(),
+        policy: req.policy,
+        error,
+    })
+}
+
+fn update_eta(telemetry: &Telemetry, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    telemetry.update(|s| {
+        s.elapsed_secs = elapsed;
+        let rate = if elapsed > 0.0 {
+            s.bytes_read as f64 / elapsed
+        } else {
+            0.0
+        };
+        s.input_rate = rate;
+        s.eta_secs = (rate > 0.0).then(|| s.bytes_total.saturating_sub(s.bytes_read) as f64 / rate);
+    });
+}

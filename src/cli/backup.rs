@@ -1,0 +1,373 @@
+//! `tapedeck backup`: the direct strategy, sources streamed as tar onto the loaded volume
+//! (or into a file, FIFO or stdout with `--device`), with progress and a summary.
+
+use super::output::print_json;
+use super::{bad_input, Interrupted};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tapedeck::backup::flow::FlowPolicy;
+use tapedeck::backup::telemetry::{Events, Telemetry};
+use tapedeck::backup::{self, memory, scan, volume, BackupRequest, Interrupt, Summary, Target};
+use tapedeck::catalog::BackupStatus;
+use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
+use tapedeck::drives;
+use tapedeck::units::{format_rate, format_size, parse_size};
+
+const AFTER_HELP: &str = "\
+The loaded volume must be labelled (`tapedeck volume label`), empty or appendable, and in
+--pool if one is given. The backup is appended after the volume's last tape file as one tar
+tape file, followed by an index tape file; nothing already on the tape is overwritten.
+
+Flow control (--flow): `adaptive` (default) paces the drive at the rate the sources
+deliver whenever the drive can stream that slowly, so it slows down instead of stopping;
+below its slowest speed it falls back to `hysteresis`: start at the high watermark, stream
+down to the low one, wait for the high one again. `trickle` writes whatever is buffered.
+
+Ctrl-C or SIGTERM stops reading, writes what is buffered, ends the tape file with a
+filemark and marks the backup aborted (exit 130); a second Ctrl-C stops writing at once.
+
+Exit codes: 0 saved (skipped files are reported), 1 failed, 2 bad input, 130 interrupted.";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BackupArgs {
+    /// Files and directories to back up (absolute or relative to the current directory)
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// The drive [default: $TAPEDECK_DRIVE, default_drive, else the first drive]
+    #[arg(long, short, env = "TAPEDECK_DRIVE")]
+    drive: Option<String>,
+    /// Only write to a volume of this pool (an unpooled volume joins it)
+    #[arg(long)]
+    pool: Option<String>,
+    /// Name of the job this backup belongs to (created on first use)
+    #[arg(long)]
+    job: Option<String>,
+    /// A free-text label for this backup, shown in listings
+    #[arg(long)]
+    label: Option<String>,
+    /// Write the tar stream to this file, FIFO or `-` (stdout) instead of a drive: no
+    /// label, no index, no catalogue
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["drive", "pool"])]
+    device: Option<PathBuf>,
+    /// Tape block size (64KiB..8MiB); an appended backup uses the volume's own
+    #[arg(long, value_name = "SIZE")]
+    block_size: Option<String>,
+    /// Ring buffer size, e.g. 4GiB (a bare number means GiB, as pytp's --memory_buffer)
+    /// [default: min(16 GiB, 40 % of available memory); at most 60 % of it]
+    #[arg(long, value_name = "SIZE", alias = "memory_buffer")]
+    memory_buffer: Option<String>,
+    /// Start streaming at this buffer fill, percent
+    #[arg(
+        long,
+        value_name = "PCT",
+        default_value = "90",
+        alias = "memory_buffer_percent"
+    )]
+    high_watermark: String,
+    /// Stop streaming at this buffer fill, percent (hysteresis)
+    #[arg(
+        long,
+        value_name = "PCT",
+        default_value = "5",
+        alias = "low-water-mark"
+    )]
+    low_watermark: String,
+    /// How the buffer is drained into the drive
+    #[arg(long, value_enum, default_value_t = FlowPolicy::Adaptive)]
+    flow: FlowPolicy,
+    /// Parallel readers that prefetch small files
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    readers: u16,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn percent(text: &str, what: &str) -> Result<f64> {
+    let n: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| bad_input(format!("{what} `{text}` is not a percentage")))?;
+    if !(0.0..=100.0).contains(&n) {
+        return Err(bad_input(format!("{what} {n} is not between 0 and 100")));
+    }
+    Ok(n / 100.0)
+}
+
+/// A size, where a bare number means GiB (pytp's `--memory_buffer 16`).
+fn buffer_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    if let Ok(gib) = t.parse::<f64>() {
+        if gib > 0.0 {
+            return Ok((gib * (1u64 << 30) as f64) as u64);
+        }
+    }
+    parse_size(t).map_err(bad_input)
+}
+
+pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
+    let high = percent(&args.high_watermark, "--high-watermark")?;
+    let low = percent(&args.low_watermark, "--low-watermark")?;
+    if low >= high {
+        return Err(bad_input(format!(
+            "--low-watermark ({}%) must be below --high-watermark ({}%)",
+            low * 100.0,
+            high * 100.0
+        )));
+    }
+    let requested_block = match &args.block_size {
+        Some(text) => {
+            let b = parse_size(text).map_err(bad_input)?;
+            if !allowed_block_size(b) {
+                return Err(bad_input(format!(
+                    "block size {} is not allowed: {}",
+                    format_size(b),
+                    block_size_rule()
+                )));
+            }
+            Some(b as u32)
+        }
+        None => None,
+    };
+    // Sources first: a wrong path is refused before any tape moves.
+    let scan = scan::scan(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
+    let requested_buffer = args.memory_buffer.as_deref().map(buffer_size).transpose()?;
+
+    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
+    let telemetry = Arc::new(Telemetry::default());
+    let events = Events::new(None);
+    let mut req = BackupRequest {
+        job: args.job.clone(),
+        label: args.label.clone(),
+        pool: args.pool.clone(),
+        buffer: 0,
+        policy: args.flow,
+        high_watermark: high,
+        low_watermark: low,
+        range: None,
+        readers: args.readers as usize,
+    };
+    let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
+    // Refuse an oversized buffer before any tape moves (the volume's block size only
+    // rounds it).
+    memory::buffer_size(
+        requested_buffer,
+        available,
+        requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32) as u64,
+    )
+    .map_err(tapedeck::backup::BackupError::from)?;
+
+    let summary = if let Some(device) = &args.device {
+        let block = requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32);
+        req.buffer = memory::buffer_size(requested_buffer, available, block as u64)
+            .map_err(tapedeck::backup::BackupError::from)?;
+        let (name, out): (String, Box<dyn std::io::Write + Send>) = if device.as_os_str() == "-" {
+            ("stdout".into(), Box::new(std::io::stdout()))
+        } else {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(device)
+                .map_err(|e| bad_input(format!("{}: {e}", device.display())))?;
+            (device.display().to_string(), Box::new(file))
+        };
+        let target = Target::Device {
+            name,
+            out,
+            block_size: block,
+        };
+        with_progress(&args, &telemetry, || {
+            backup::run(
+                &req,
+                scan,
+                target,
+                None,
+                telemetry.clone(),
+                events,
+                interrupt.clone(),
+            )
+        })?
+    } else {
+        let spec = drives::resolve(config, args.drive.as_deref())?;
+        req.range = spec.speed_range(config);
+        let mut cat = super::catalog::open(config)?;
+        for uuid in cat.fail_orphaned_backups()? {
+            tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
+        }
+        if let Some(p) = &args.pool {
+            cat.pool(p)?;
+        }
+        let mut drive = spec.open()?;
+        let block = requested_block.unwrap_or(
+            config
+                .file
+                .drives
+                .iter()
+                .find(|d| d.name == spec.name)
+                .and_then(|d| d.block_size)
+                .unwrap_or(DEFAULT_BLOCK_SIZE) as u32,
+        );
+        if let Some(label) = super::catalog::label_if_blank(
+            drive.as_mut(),
+            &mut cat,
+            &spec,
+            args.pool.as_deref(),
+            block,
+        )? {
+            eprintln!("Labelled the blank cartridge in {} as {label}.", spec.name);
+        }
+        let target = volume::prepare(drive, &mut cat, args.pool.as_deref(), requested_block)?;
+        req.buffer = memory::buffer_size(requested_buffer, available, target.block_size as u64)
+            .map_err(tapedeck::backup::BackupError::from)?;
+        if req.pool.is_none() {
+            req.pool = target.volume.pool.clone();
+        }
+        with_progress(&args, &telemetry, || {
+            backup::run(
+                &req,
+                scan,
+                Target::Tape(Box::new(target)),
+                Some(&mut cat),
+                telemetry.clone(),
+                events,
+                interrupt.clone(),
+            )
+        })?
+    };
+    report(&summary, args.json)?;
+    match summary.status {
+        BackupStatus::Complete => Ok(()),
+        BackupStatus::Aborted => Err(Interrupted.into()),
+        _ => Err(anyhow::anyhow!(
+            "backup {} failed: {}",
+            summary.uuid,
+            summary.error.as_deref().unwrap_or("unknown error")
+        )),
+    }
+}
+
+/// Runs `work` while a progress bar (on a terminal) or periodic log lines show the
+/// telemetry.
+fn with_progress<T>(args: &BackupArgs, telemetry: &Arc<Telemetry>, work: impl FnOnce() -> T) -> T {
+    let done = Arc::new(AtomicBool::new(false));
+    let show_bar = std::io::stderr().is_terminal() && !args.json;
+    let watcher = {
+        let (done, telemetry) = (done.clone(), telemetry.clone());
+        std::thread::spawn(move || watch(&telemetry, &done, show_bar))
+    };
+    let result = work();
+    done.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    result
+}
+
+fn watch(telemetry: &Telemetry, done: &AtomicBool, show_bar: bool) {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = if show_bar {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let mut ticks = 0u64;
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        ticks += 1;
+        let s = telemetry.snapshot();
+        let fill = if s.buffer_capacity > 0 {
+            100.0 * s.buffer_fill as f64 / s.buffer_capacity as f64
+        } else {
+            0.0
+        };
+        let line = format!(
+            "{} | buffer {fill:.0}% | {:?} | stops {} | ETA {} | {}",
+            format_rate(s.write_rate),
+            s.writer
+                .unwrap_or(tapedeck::backup::flow::WriterState::Waiting),
+            s.writer_stops,
+            s.eta_secs
+                .map(|e| format!("{}s", e.round()))
+                .unwrap_or_else(|| "-".into()),
+            s.current_file
+        );
+        match &bar {
+            Some(bar) => {
+                bar.set_length(s.bytes_total);
+                bar.set_position(s.bytes_read);
+                bar.set_message(line);
+            }
+            None if ticks % 50 == 0 => tracing::info!(
+                "progress: {} of {} read, {} written, {line}",
+                format_size(s.bytes_read),
+                format_size(s.bytes_total),
+                format_size(s.bytes_written)
+            ),
+            None => {}
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn report(s: &Summary, json: bool) -> Result<()> {
+    tracing::info!(
+        uuid = %s.uuid, status = %s.status, files = s.files, bytes = s.bytes,
+        tape_bytes = s.tape_bytes, secs = s.elapsed_secs, avg_rate = s.average_rate,
+        min_rate = ?s.min_streaming_rate, stops = s.writer_stops, repositions = ?s.repositions,
+        "backup summary"
+    );
+    if json {
+        return print_json(s);
+    }
+    let place = match (&s.volume, s.tape_file) {
+        (Some(v), Some(f)) => format!(
+            "volume {v}, tape file {f} at block {}",
+            s.first_block.unwrap_or(0)
+        ),
+        _ => s.drive.clone(),
+    };
+    eprintln!("Backup {} {}: {place}", s.uuid, s.status);
+    eprintln!(
+        "  files     {} saved ({}), {} skipped, {} changed while read, {} not saved",
+        s.files,
+        format_size(s.bytes),
+        s.skipped,
+        s.changed,
+        s.damaged
+    );
+    eprintln!(
+        "  written   {} in {:.1} s, average {} while streaming, minimum {}",
+        format_size(s.tape_bytes),
+        s.elapsed_secs,
+        format_rate(s.average_rate),
+        s.min_streaming_rate
+            .map(format_rate)
+            .unwrap_or_else(|| "-".into())
+    );
+    eprintln!(
+        "  buffer    {} ({:?}), writer stops {}, drive repositions {}",
+        format_size(s.buffer),
+        s.policy,
+        s.writer_stops,
+        s.repositions
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "n/a".into())
+    );
+    Ok(())
+}

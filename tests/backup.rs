@@ -1,0 +1,449 @@
+//! `tapedeck backup` through the binary, against the virtual library: what lands on tape
+//! (read back with GNU tar), what the catalogue records, and every refusal and failure.
+
+mod common;
+
+use common::Home;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+/// A source tree with small and large files, a symlink, a hard link and a long name.
+fn source_tree(root: &Path) -> PathBuf {
+    let src = root.join("src");
+    fs::create_dir_all(src.join("docs/deeper")).unwrap();
+    for i in 0..50 {
+        fs::write(
+            src.join(format!("docs/note{i:02}.txt")),
+            format!("note {i}\n").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(src.join("big.bin"), &big).unwrap();
+    fs::write(src.join("docs/deeper/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("docs/note01.txt", src.join("link")).unwrap();
+    fs::hard_link(src.join("big.bin"), src.join("hard.bin")).unwrap();
+    let long = "a-directory-name-that-is-quite-long-".repeat(4);
+    fs::create_dir_all(src.join(&long)).unwrap();
+    fs::write(src.join(&long).join("file-with-a-long-path.txt"), b"long\n").unwrap();
+    src
+}
+
+fn labelled(home: &Home) {
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    home.run(&["volume", "label", "--drive", "lto9"]).success();
+}
+
+fn cartridge(home: &Home) -> PathBuf {
+    home.vlib().join("cartridges/TD0001L9")
+}
+
+fn backup(home: &Home, src: &Path) -> serde_json::Value {
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "16MiB",
+            "--json",
+        ])
+        .arg(src)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("summary JSON")
+}
+
+#[test]
+fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    labelled(&home);
+    let summary = backup(&home, &src);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(summary["tape_file"], 1);
+    assert_eq!(summary["first_block"], 2);
+    assert!(summary["files"].as_u64().unwrap() >= 57, "{summary}");
+
+    // Plain GNU tar lists and extracts the data tape file.
+    let data = cartridge(&home).join("00001.tar");
+    let out = Std::new("tar").arg("-tf").arg(&data).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let member = |p: &Path| p.strip_prefix("/").unwrap().to_str().unwrap().to_string();
+    assert!(listing.contains(&member(&src.join("big.bin"))), "{listing}");
+    assert!(listing.contains("file-with-a-long-path.txt"), "{listing}");
+    let restore = home.path().join("restore");
+    fs::create_dir(&restore).unwrap();
+    let out = Std::new("tar")
+        .arg("-xf")
+        .arg(&data)
+        .arg("-C")
+        .arg(&restore)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = restore.join(member(&src));
+    assert_eq!(
+        fs::read(back.join("big.bin")).unwrap(),
+        fs::read(src.join("big.bin")).unwrap()
+    );
+    assert_eq!(
+        fs::read_to_string(back.join("docs/note07.txt")).unwrap(),
+        "note 7\n".repeat(8)
+    );
+    assert_eq!(
+        fs::read_link(back.join("link")).unwrap(),
+        PathBuf::from("docs/note01.txt")
+    );
+    assert_eq!(fs::read(back.join("hard.bin")).unwrap().len(), 3_000_000);
+
+    // The index tape file follows, one member with a JSON line per file.
+    let index = cartridge(&home).join("00002.tar");
+    let mut archive = tar::Archive::new(fs::File::open(&index).unwrap());
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let name = entry.path().unwrap().display().to_string();
+    assert_eq!(
+        name,
+        format!(
+            "TAPEDECK-INDEX-{}.jsonl.zst",
+            summary["uuid"].as_str().unwrap()
+        )
+    );
+    let mut zst = Vec::new();
+    entry.read_to_end(&mut zst).unwrap();
+    let text = String::from_utf8(zstd::decode_all(zst.as_slice()).unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["uuid"], summary["uuid"]);
+    let big = lines
+        .iter()
+        .find(|l| l["path"] == format!("{}", src.join("big.bin").display()))
+        .expect("big.bin in the index");
+    assert_eq!(big["size"], 3_000_000);
+    let expected = blake3::hash(&fs::read(src.join("big.bin")).unwrap())
+        .to_hex()
+        .to_string();
+    assert_eq!(big["blake3"], expected);
+
+    // The recorded position points at the member's header in the tape file.
+    let seg = &big["segments"][0];
+    let block = seg["block"].as_u64().unwrap();
+    let offset = seg["offset"].as_u64().unwrap();
+    let bytes = fs::read(&data).unwrap();
+    let at = ((block - 2) * 512 * 1024 + offset) as usize;
+    let header = tar::Header::from_byte_slice(&bytes[at..at + 512]);
+    assert!(
+        header.path().unwrap().ends_with("big.bin"),
+        "{:?}",
+        header.path()
+    );
+
+    // The catalogue knows the file, with the same place.
+    let found = home.json(&[
+        "find",
+        "--json",
+        "--file",
+        src.join("big.bin").to_str().unwrap(),
+    ]);
+    let text = found.to_string();
+    assert!(text.contains("TD0001L9"), "{text}");
+    assert!(text.contains(&expected), "{text}");
+
+    // A second backup goes after the first one's index, never over it.
+    let again = backup(&home, &src.join("docs"));
+    assert_eq!(again["tape_file"], 3, "{again}");
+    assert!(cartridge(&home).join("00001.tar").exists());
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "appendable", "{volume}");
+    assert_eq!(volume["tape_files"], 5, "{volume}");
+}
+
+#[test]
+fn a_missing_source_is_refused_before_the_tape_moves() {
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    home.run(&["backup", "--drive", "lto9", "/no/such/path"])
+        .code(2)
+        .stderr(predicates::str::contains("/no/such/path"));
+    assert!(!cartridge(&home).join("00001.tar").exists());
+}
+
+#[test]
+fn a_buffer_larger_than_memory_allows_is_refused_with_the_figures() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    labelled(&home);
+    home.cmd()
+        .args(["backup", "--drive", "lto9", "--memory-buffer", "100000GiB"])
+        .arg(&src)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("largest buffer accepted"));
+    assert!(!cartridge(&home).join("00001.tar").exists());
+}
+
+#[test]
+fn a_tape_of_another_pool_is_refused() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    home.run(&["pool", "create", "--name", "daily", "--retention", "7"])
+        .success();
+    home.run(&[
+        "pool",
+        "create",
+        "--name",
+        "monthly",
+        "--kind",
+        "monthly",
+        "--retention",
+        "90",
+    ])
+    .success();
+    home.run(&["volume", "label", "--drive", "lto9", "--pool", "daily"])
+        .success();
+    home.cmd()
+        .args(["backup", "--drive", "lto9", "--pool", "monthly"])
+        .arg(&src)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("belongs to pool daily"));
+    assert!(!cartridge(&home).join("00001.tar").exists());
+}
+
+#[test]
+fn a_blank_virtual_cartridge_is_labelled_on_first_use() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let summary = backup(&home, &src);
+    assert_eq!(summary["volume"], "TD0001L9", "{summary}");
+    assert_eq!(summary["status"], "complete", "{summary}");
+}
+
+#[test]
+fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    labelled(&home);
+    // Block 2 starts tape file 1; the fifth block of data fails.
+    home.run(&["vlib", "set", "TD0001L9", "--write-error-at", "6"])
+        .success();
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "16MiB",
+            "--json",
+        ])
+        .arg(&src)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert!(
+        summary["error"].as_str().unwrap().contains("write"),
+        "{summary}"
+    );
+    // Whatever is recorded ends before the failed block.
+    let db = rusqlite::Connection::open(home.db()).unwrap();
+    let recorded: i64 = db
+        .query_row("SELECT COUNT(*) FROM tape_errors", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, 1);
+    let status = home.json(&["status", "--json"]).to_string();
+    assert!(status.contains("failed"), "{status}");
+    assert!(summary["files"].as_u64().unwrap() < 57, "{summary}");
+}
+
+#[test]
+fn device_writes_the_bare_tar_stream() {
+    let home = Home::new();
+    let src = source_tree(home.path());
+    let out = home.path().join("stream.tar");
+    home.cmd()
+        .args([
+            "backup",
+            "--memory-buffer",
+            "16MiB",
+            "--block-size",
+            "64KiB",
+            "--device",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .assert()
+        .success();
+    let len = fs::metadata(&out).unwrap().len();
+    assert_eq!(len % (64 * 1024), 0, "whole blocks only");
+    let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
+}
+
+/// A library whose LTO-9 drive writes at about 4 MB/s and has a small cache, so a backup
+/// of a few tens of MB takes long enough to interrupt.
+fn slow_library(home: &Home) {
+    home.run(&["vlib", "init", "--time-scale", "0.01"])
+        .success();
+    let path = home.vlib().join("library.json");
+    let mut lib: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    for d in lib["drives"].as_array_mut().unwrap() {
+        d["model"]["cache"] = serde_json::json!(2 << 20);
+    }
+    fs::write(&path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+}
+
+fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
+    let src = root.join("many");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..n {
+        let data: Vec<u8> = (0..size).map(|j| ((i * 7 + j) % 253) as u8).collect();
+        fs::write(src.join(format!("f{i:03}")), data).unwrap();
+    }
+    src
+}
+
+fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    Std::new(exe)
+        .env("TAPEDECK_HOME", home.path())
+        .env("TAPEDECK_CONFIG", home.config())
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "4MiB",
+            "--json",
+        ])
+        .arg(src)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the backup has written its first data block to the virtual tape.
+fn wait_for_data(home: &Home) {
+    let file = cartridge(home).join("00001.tar");
+    for _ in 0..200 {
+        if fs::metadata(&file).map(|m| m.len() > 0).unwrap_or(false) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the backup wrote nothing");
+}
+
+#[test]
+fn ctrl_c_ends_the_tape_file_cleanly_and_marks_the_backup_aborted() {
+    let home = Home::new();
+    slow_library(&home);
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 60, 1 << 20);
+    let child = spawn_backup(&home, &src);
+    wait_for_data(&home);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "aborted", "{summary}");
+    let saved = summary["files"].as_u64().unwrap();
+    assert!(saved > 0 && saved < 61, "{summary}");
+
+    // The tape file is a whole tar archive holding exactly the saved members.
+    let list = Std::new("tar")
+        .arg("-tf")
+        .arg(cartridge(&home).join("00001.tar"))
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let listed = String::from_utf8(list.stdout).unwrap().lines().count() as u64;
+    assert!(
+        listed >= saved,
+        "{listed} members on tape, {saved} recorded"
+    );
+
+    // The volume stays appendable and the next backup goes after it.
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "appendable", "{volume}");
+    let status = home.json(&["status", "--json"]).to_string();
+    assert!(status.contains("aborted"), "{status}");
+}
+
+#[test]
+fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
+    let home = Home::new();
+    slow_library(&home);
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 30, 1 << 20);
+    let mut child = spawn_backup(&home, &src);
+    wait_for_data(&home);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let small = home.path().join("small");
+    fs::create_dir(&small).unwrap();
+    fs::write(small.join("a"), b"a").unwrap();
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "4MiB",
+            "--json",
+        ])
+        .arg(&small)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["status"], "complete");
+    assert!(summary["tape_file"].as_u64().unwrap() >= 2, "{summary}");
+    let status = home.json(&["status", "--json"]).to_string();
+    assert!(status.contains("failed"), "{status}");
+    // The killed backup's partial tape file is still there, untouched.
+    assert!(cartridge(&home).join("00001.tar").exists());
+}
