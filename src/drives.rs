@@ -117,10 +117,10 @@ pub fn resolve(config: &Config, name: Option<&str>) -> Result<DriveSpec, LookupE
 
 impl DriveSpec {
     /// The rates the drive streams at (speed-matching floor to native), in bytes per
-    /// second of real time: from the configured model of a real drive, or the virtual
-    /// drive's model at the library's time scale. `None` when unknown or unlimited (a
-    /// virtual library at time scale 0).
-    pub fn speed_range(&self, config: &Config) -> Option<SpeedRange> {
+    /// second of real time, and its cache in bytes: from the configured model of a real
+    /// drive, or the virtual drive's model at the library's time scale. `None` when
+    /// unknown or unlimited (a virtual library at time scale 0).
+    pub fn streaming(&self, config: &Config) -> Option<(SpeedRange, u64)> {
         let (model, scale) = match &self.kind {
             DriveKind::St { .. } => {
                 let name = config
@@ -138,9 +138,14 @@ impl DriveSpec {
                 (entry.model.clone(), file.time_scale)
             }
         };
-        (scale > 0.0).then(|| SpeedRange {
-            floor: model.floor() as f64 * scale,
-            native: model.native() as f64 * scale,
+        (scale > 0.0).then(|| {
+            (
+                SpeedRange {
+                    floor: model.floor() as f64 * scale,
+                    native: model.native() as f64 * scale,
+                },
+                model.cache,
+            )
         })
     }
 

@@ -23,6 +23,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Encoder events per message to the recorder.
+const EVENT_BATCH: usize = 256;
+
 /// What to back up and how.
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
@@ -36,6 +39,9 @@ pub struct BackupRequest {
     pub low_watermark: f64,
     /// The drive's streaming range, for pacing; `None` paces nothing.
     pub range: Option<SpeedRange>,
+    /// The drive's cache in bytes, so the flow controller knows how long it streams on
+    /// without input.
+    pub drive_cache: Option<u64>,
     /// Parallel readers for small files.
     pub readers: usize,
 }
@@ -81,7 +87,17 @@ pub struct Summary {
     pub repositions: Option<u64>,
     pub buffer: u64,
     pub policy: FlowPolicy,
+    /// The process's peak resident memory (VmHWM), buffer included.
+    pub peak_memory: Option<u64>,
     pub error: Option<String>,
+}
+
+/// The process's peak resident set size, from `/proc/self/status`.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Members the encoder has put in the stream, waiting for the writer to get their last
@@ -316,7 +332,7 @@ pub fn run(
         s.files_total = scan.entries.len() as u64;
         s.bytes_total = scan.total_bytes;
     });
-    let flow = FlowController::new(FlowConfig {
+    let mut flow = FlowController::new(FlowConfig {
         policy: req.policy,
         capacity: ring.capacity(),
         block: block_size as u64,
@@ -324,6 +340,9 @@ pub fn run(
         low: req.low_watermark,
         range: req.range,
     });
+    if let Some(cache) = req.drive_cache {
+        flow = flow.with_drive_cache(cache);
+    }
     let progress = Arc::new(Progress::default());
     let entries = Arc::new(scan.entries);
     let skipped_in_scan = scan.skipped.len() as u64;
@@ -340,7 +359,7 @@ pub fn run(
             .name("writer".into())
             .spawn(move || writer::run(sink, ring, flow, progress, telemetry, events, interrupt))?
     };
-    let (tx, rx) = mpsc::channel::<EncoderEvent>();
+    let (tx, rx) = mpsc::channel::<Vec<EncoderEvent>>();
     let encoder = {
         let (ring, entries, telemetry, interrupt) = (
             ring.clone(),
@@ -357,6 +376,9 @@ pub fn run(
             .name("encoder".into())
             .spawn(move || {
                 let mut members = Prefetcher::start(entries.clone(), readers);
+                // Members go to the recorder in batches: one wake-up per member would
+                // cost more than encoding a small file.
+                let mut batch = Vec::with_capacity(EVENT_BATCH);
                 let mut report = |ev: EncoderEvent| {
                     match &ev {
                         EncoderEvent::Current { index } => {
@@ -375,7 +397,13 @@ pub fn run(
                         }),
                         EncoderEvent::Skipped { .. } => {}
                     }
-                    let _ = tx.send(ev);
+                    batch.push(ev);
+                    if batch.len() >= EVENT_BATCH {
+                        let _ = tx.send(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(EVENT_BATCH),
+                        ));
+                    }
                 };
                 let end = encoder::encode(
                     &entries,
@@ -384,6 +412,7 @@ pub fn run(
                     &interrupt,
                     &mut report,
                 );
+                let _ = tx.send(batch);
                 ring.finish_input();
                 end
             })?
@@ -424,16 +453,22 @@ pub fn run(
     let recorded: Result<(), BackupError> = (|| {
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(EncoderEvent::Member(m)) => recorder.pending.push_back(m),
-                Ok(EncoderEvent::Skipped { index, reason }) => {
-                    skipped += 1;
-                    let path = entries
-                        .get(index)
-                        .map(|e| format!("/{}", e.name))
-                        .unwrap_or_default();
-                    events.send(Event::FileSkipped { path, reason });
+                Ok(batch) => {
+                    for ev in batch {
+                        match ev {
+                            EncoderEvent::Member(m) => recorder.pending.push_back(m),
+                            EncoderEvent::Skipped { index, reason } => {
+                                skipped += 1;
+                                let path = entries
+                                    .get(index)
+                                    .map(|e| format!("/{}", e.name))
+                                    .unwrap_or_default();
+                                events.send(Event::FileSkipped { path, reason });
+                            }
+                            EncoderEvent::Current { .. } => {}
+                        }
+                    }
                 }
-                Ok(EncoderEvent::Current { .. }) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -601,6 +636,7 @@ pub fn run(
         repositions,
         buffer: ring.capacity(),
         policy: req.policy,
+        peak_memory: peak_memory(),
         error,
     })
 }

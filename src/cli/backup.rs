@@ -138,7 +138,14 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         None => None,
     };
     // Sources first: a wrong path is refused before any tape moves.
+    let scan_started = std::time::Instant::now();
     let scan = scan::scan(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
+    tracing::info!(
+        "scanned {} entries ({}) in {:.2} s",
+        scan.entries.len(),
+        format_size(scan.total_bytes),
+        scan_started.elapsed().as_secs_f64()
+    );
     let requested_buffer = args.memory_buffer.as_deref().map(buffer_size).transpose()?;
 
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
@@ -153,6 +160,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         high_watermark: high,
         low_watermark: low,
         range: None,
+        drive_cache: None,
         readers: args.readers as usize,
     };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
@@ -198,7 +206,10 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         })?
     } else {
         let spec = drives::resolve(config, args.drive.as_deref())?;
-        req.range = spec.speed_range(config);
+        if let Some((range, cache)) = spec.streaming(config) {
+            req.range = Some(range);
+            req.drive_cache = Some(cache);
+        }
         let mut cat = super::catalog::open(config)?;
         for uuid in cat.fail_orphaned_backups()? {
             tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
@@ -361,9 +372,10 @@ fn report(s: &Summary, json: bool) -> Result<()> {
             .unwrap_or_else(|| "-".into())
     );
     eprintln!(
-        "  buffer    {} ({:?}), writer stops {}, drive repositions {}",
+        "  buffer    {} ({:?}), peak memory {}, writer stops {}, drive repositions {}",
         format_size(s.buffer),
         s.policy,
+        s.peak_memory.map(format_size).unwrap_or_else(|| "-".into()),
         s.writer_stops,
         s.repositions
             .map(|r| r.to_string())
