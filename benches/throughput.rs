@@ -151,20 +151,20 @@ fn main() {
     let out = work.join("out");
     let files = make_large(&src, total);
     let home = work.join("home");
-    let _ = fs::remove_dir_all(&home);
-    fs::create_dir_all(&home).expect("home");
-    fs::write(home.join("config.toml"), "").expect("config");
-    let ok = |mut c: Command| {
-        let o = c.output().expect("run");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fresh_library = || {
+        // Every run writes to a fresh cartridge, so tmpfs holds the same amount of data
+        // whichever tool runs.
+        let _ = fs::remove_dir_all(&home);
+        fs::create_dir_all(&home).expect("home");
+        fs::write(home.join("config.toml"), "").expect("config");
+        for args in [
+            &["vlib", "init", "--time-scale", "0", "--capacity", "64GiB"][..],
+            &["tape", "load", "--drive", "lto9"][..],
+        ] {
+            let o = tapedeck(&home).args(args).output().expect("run");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
     };
-    let mut init = tapedeck(&home);
-    init.args(["vlib", "init", "--time-scale", "0", "--capacity"])
-        .arg(format!("{}", total * (runs as u64 + 2) * 2));
-    ok(init);
-    let mut load = tapedeck(&home);
-    load.args(["tape", "load", "--drive", "lto9"]);
-    ok(load);
 
     println!(
         "large files: {} in 8 files on {}",
@@ -187,6 +187,7 @@ fn main() {
             ))
         })
     });
+    fresh_library();
     let device = median(runs, rm_out, || {
         let mut c = tapedeck(&home);
         c.args(["backup", "--memory-buffer", "1GiB", "--device"])
@@ -194,12 +195,19 @@ fn main() {
             .arg(&src);
         c
     });
-    let vtape = median(runs, rm_out, || {
-        let mut c = tapedeck(&home);
-        c.args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB"])
-            .arg(&src);
-        c
-    });
+    let vtape = median(
+        runs,
+        || {
+            rm_out();
+            fresh_library();
+        },
+        || {
+            let mut c = tapedeck(&home);
+            c.args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB"])
+                .arg(&src);
+            c
+        },
+    );
     let rate = |secs: f64| total as f64 / secs / 1e6;
     println!("  cat FILES > FILE             {:8.0} MB/s", rate(cat));
     if let Some(m) = mbuffer {
@@ -245,6 +253,10 @@ fn main() {
         std::env::var("THROUGHPUT_SMALL_DIR").unwrap_or_else(|_| "/var/tmp/tapedeck-small".into()),
     );
     let small_files = env_u64("THROUGHPUT_SMALL_FILES", 100_000);
+    if small_files == 0 {
+        let _ = fs::remove_dir_all(&home);
+        return;
+    }
     make_small(&small_dir, small_files);
     println!(
         "small files: {small_files} x 4 KiB in {}",

@@ -3,6 +3,7 @@
 //! every file with BLAKE3 as it copies it and reports where each member starts and ends
 //! in the stream, so positions come from the bytes actually encoded.
 
+use super::entries::Cursor;
 use super::reader::{Content, Prefetcher};
 use super::ring::Ring;
 use super::scan::{Entry, EntryKind};
@@ -222,7 +223,7 @@ fn header_for(entry: &Entry) -> Header {
 /// Encodes every member handed out by `members` into `sink`, reporting each through
 /// `report`. Stops early on `interrupt` or when the writer stops.
 pub fn encode(
-    entries: &[Entry],
+    entries: &mut Cursor,
     members: &mut Prefetcher,
     sink: BlockSink,
     interrupt: &Interrupt,
@@ -261,7 +262,7 @@ pub fn encode(
 
 /// Ok(true) when all members were encoded, Ok(false) when interrupted between members.
 fn encode_members(
-    entries: &[Entry],
+    entries: &mut Cursor,
     members: &mut Prefetcher,
     builder: &mut tar::Builder<BlockSink>,
     interrupt: &Interrupt,

@@ -2,6 +2,7 @@
 //! writer thread per drive -> catalogue.
 
 pub mod encoder;
+pub mod entries;
 pub mod flow;
 pub mod memory;
 pub mod reader;

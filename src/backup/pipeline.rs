@@ -3,11 +3,12 @@
 //! block on tape, writes the index tape file, and ends the backup with a status.
 
 use super::encoder::{self, BlockSink, Encoded, EncoderEnd, EncoderEvent, Integrity};
+use super::entries::{Cursor, EntryLog};
 use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
 use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
 use super::reader::{PrefetchConfig, Prefetcher};
 use super::ring::Ring;
-use super::scan::{Entry, EntryKind, Scan};
+use super::scan::EntryKind;
 use super::telemetry::{Event, Events, Telemetry};
 use super::volume::TapeTarget;
 use super::writer::{self, Progress, Sink, WriterEnd, WriterOutcome};
@@ -103,7 +104,7 @@ fn peak_memory() -> Option<u64> {
 /// Members the encoder has put in the stream, waiting for the writer to get their last
 /// byte onto tape before they are recorded.
 struct Recorder<'c> {
-    entries: Arc<Vec<Entry>>,
+    entries: Cursor,
     batch: Option<FileBatch<'c>>,
     index: Option<IndexWriter>,
     volume: Option<(i64, String)>,
@@ -145,8 +146,7 @@ impl Recorder<'_> {
     }
 
     fn record(&mut self, enc: Encoded, events: &Events) -> Result<(), BackupError> {
-        let entries = Arc::clone(&self.entries);
-        let Some(entry) = entries.get(enc.index) else {
+        let Some(entry) = self.entries.get(enc.index) else {
             return Ok(());
         };
         let path = format!("/{}", entry.name.trim_end_matches('/'));
@@ -233,7 +233,7 @@ impl Recorder<'_> {
 /// only for a tape target. Interrupts end it cleanly with status `aborted`.
 pub fn run(
     req: &BackupRequest,
-    scan: Scan,
+    entries: Arc<EntryLog>,
     target: Target,
     mut cat: Option<&mut Catalog>,
     telemetry: Arc<Telemetry>,
@@ -299,18 +299,12 @@ pub fn run(
         }
         _ => None,
     };
-    for s in &scan.skipped {
-        events.send(Event::FileSkipped {
-            path: s.path.display().to_string(),
-            reason: s.reason.clone(),
-        });
-    }
     events.send(Event::BackupStarted {
         uuid: uuid.clone(),
         drive: drive_name.clone(),
         volume: tape.as_ref().map(|t| t.0.label.clone()),
-        files: scan.entries.len() as u64,
-        bytes: scan.total_bytes,
+        files: entries.totals().entries as u64,
+        bytes: entries.totals().bytes,
         buffer: req.buffer,
         policy: req.policy,
     });
@@ -329,8 +323,6 @@ pub fn run(
         s.buffer_capacity = ring.capacity();
         s.high_watermark = req.high_watermark;
         s.low_watermark = req.low_watermark;
-        s.files_total = scan.entries.len() as u64;
-        s.bytes_total = scan.total_bytes;
     });
     let mut flow = FlowController::new(FlowConfig {
         policy: req.policy,
@@ -344,8 +336,6 @@ pub fn run(
         flow = flow.with_drive_cache(cache);
     }
     let progress = Arc::new(Progress::default());
-    let entries = Arc::new(scan.entries);
-    let skipped_in_scan = scan.skipped.len() as u64;
 
     let writer = {
         let (ring, progress, telemetry, events, interrupt) = (
@@ -376,13 +366,14 @@ pub fn run(
             .name("encoder".into())
             .spawn(move || {
                 let mut members = Prefetcher::start(entries.clone(), readers);
+                let mut names = Cursor::new(entries.clone());
                 // Members go to the recorder in batches: one wake-up per member would
                 // cost more than encoding a small file.
                 let mut batch = Vec::with_capacity(EVENT_BATCH);
                 let mut report = |ev: EncoderEvent| {
                     match &ev {
                         EncoderEvent::Current { index } => {
-                            if let Some(e) = entries.get(*index) {
+                            if let Some(e) = names.get(*index) {
                                 telemetry.update(|s| {
                                     s.current_file.clear();
                                     s.current_file.push('/');
@@ -406,7 +397,7 @@ pub fn run(
                     }
                 };
                 let end = encoder::encode(
-                    &entries,
+                    &mut Cursor::new(entries.clone()),
                     &mut members,
                     BlockSink::new(ring.clone()),
                     &interrupt,
@@ -419,7 +410,7 @@ pub fn run(
     };
 
     let mut recorder = Recorder {
-        entries: entries.clone(),
+        entries: Cursor::new(entries.clone()),
         batch: None,
         index: None,
         volume: tape.as_ref().map(|t| (t.0.id, t.0.label.clone())),
@@ -445,7 +436,10 @@ pub fn run(
             block_size,
         })?);
     }
-    let mut skipped = skipped_in_scan;
+    let mut skipped = 0u64;
+    let mut scan_skips_seen = 0usize;
+    let mut scan_done = false;
+    let mut next_index = 0usize;
     let mut interrupt_seen = 0u8;
     if let (Some(c), Some(id)) = (cat.as_deref_mut(), backup_id) {
         recorder.batch = Some(c.file_batch(id));
@@ -456,10 +450,15 @@ pub fn run(
                 Ok(batch) => {
                     for ev in batch {
                         match ev {
-                            EncoderEvent::Member(m) => recorder.pending.push_back(m),
+                            EncoderEvent::Member(m) => {
+                                next_index = m.index + 1;
+                                recorder.pending.push_back(m);
+                            }
                             EncoderEvent::Skipped { index, reason } => {
                                 skipped += 1;
-                                let path = entries
+                                next_index = index + 1;
+                                let path = recorder
+                                    .entries
                                     .get(index)
                                     .map(|e| format!("/{}", e.name))
                                     .unwrap_or_default();
@@ -480,6 +479,29 @@ pub fn run(
                 });
             }
             recorder.record_up_to(progress.bytes(), &events)?;
+            // Entries before the oldest one still to be recorded are done with.
+            entries.release_before(recorder.pending.front().map_or(next_index, |e| e.index));
+            let totals = entries.totals();
+            for s in entries.skipped_since(scan_skips_seen) {
+                scan_skips_seen += 1;
+                events.send(Event::FileSkipped {
+                    path: s.path.display().to_string(),
+                    reason: s.reason,
+                });
+            }
+            if totals.done && !scan_done {
+                scan_done = true;
+                tracing::info!(
+                    "scan finished: {} entries, {} in {:.2} s",
+                    totals.entries,
+                    crate::units::format_size(totals.bytes),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            telemetry.update(|s| {
+                s.files_total = totals.entries as u64;
+                s.bytes_total = totals.bytes;
+            });
             update_eta(&telemetry, started);
         }
         Ok(())
@@ -497,6 +519,13 @@ pub fn run(
         .map_err(|_| BackupError::Internal("the writer thread panicked".into()))?;
     recorded?;
     let encoder_end = encoder_end?;
+    for s in entries.skipped_since(scan_skips_seen) {
+        events.send(Event::FileSkipped {
+            path: s.path.display().to_string(),
+            reason: s.reason,
+        });
+    }
+    skipped += entries.totals().skipped as u64;
     recorder.record_up_to(
         match outcome.end {
             WriterEnd::Drained => u64::MAX,

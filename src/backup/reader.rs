@@ -11,6 +11,7 @@
 //! held belongs to an entry before the next claim, so the consumer can always make progress
 //! and the budget can never deadlock the window.
 
+use super::entries::{Cursor, EntryLog};
 use super::scan::{Entry, EntryKind};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -67,11 +68,13 @@ pub struct PrefetchStats {
 pub struct Prefetcher {
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
+    /// For reading on the caller's thread when no reader thread could start.
+    cursor: Cursor,
 }
 
 /// What the readers and the consumer share.
 struct Shared {
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<EntryLog>,
     /// Files of 1..=small_limit bytes are read ahead.
     small_limit: u64,
     budget: u64,
@@ -100,6 +103,8 @@ struct State {
     readers_waiting: usize,
     /// Whether the consumer is blocked on `ready`.
     consumer_waiting: bool,
+    /// The number of entries, once a reader found the scan ended there.
+    end: Option<usize>,
 }
 
 impl Shared {
@@ -117,14 +122,31 @@ impl Shared {
 
     /// One reader thread: claim in order, read outside the lock, file the result.
     fn reader_loop(&self) {
-        let total = self.entries.len();
+        let mut cursor = Cursor::new(Arc::clone(&self.entries));
         let mut st = self.lock();
         loop {
-            if st.stopped || st.claimed >= total {
+            if st.stopped || st.end.is_some_and(|end| st.claimed >= end) {
                 return;
             }
             let i = st.claimed;
-            let entry = &self.entries[i];
+            // The scan may not have reached entry `i` yet: wait for it without the lock.
+            drop(st);
+            let entry = cursor.get(i);
+            st = self.lock();
+            let Some(entry) = entry else {
+                st.end = Some(st.end.map_or(i, |end| end.min(i)));
+                drop(st);
+                self.ready.notify_all();
+                self.room.notify_all();
+                return;
+            };
+            if st.stopped {
+                return;
+            }
+            if st.claimed != i {
+                // Another reader claimed it meanwhile.
+                continue;
+            }
             let need = self.small_size(entry);
             let fits = i - st.consumer < self.window
                 && need.is_none_or(|n| st.held.saturating_add(n) <= self.budget);
@@ -183,16 +205,12 @@ impl Shared {
 impl Prefetcher {
     /// Starts `cfg.threads` readers over `entries`. If no thread can be started, `next`
     /// reads each file itself.
-    pub fn start(entries: Arc<Vec<Entry>>, cfg: PrefetchConfig) -> Prefetcher {
+    pub fn start(entries: Arc<EntryLog>, cfg: PrefetchConfig) -> Prefetcher {
         Self::start_with_window(entries, cfg, MAX_AHEAD)
     }
 
     /// [`Prefetcher::start`] with a chosen count window (at least 1).
-    fn start_with_window(
-        entries: Arc<Vec<Entry>>,
-        cfg: PrefetchConfig,
-        window: usize,
-    ) -> Prefetcher {
+    fn start_with_window(entries: Arc<EntryLog>, cfg: PrefetchConfig, window: usize) -> Prefetcher {
         let shared = Arc::new(Shared {
             entries,
             small_limit: cfg.small_limit.min(cfg.budget),
@@ -207,11 +225,12 @@ impl Prefetcher {
                 stopped: false,
                 readers_waiting: 0,
                 consumer_waiting: false,
+                end: None,
             }),
             ready: Condvar::new(),
             room: Condvar::new(),
         });
-        let threads = cfg.threads.min(shared.entries.len());
+        let threads = cfg.threads;
         let mut readers = Vec::with_capacity(threads);
         for n in 0..threads {
             let mine = Arc::clone(&shared);
@@ -226,7 +245,12 @@ impl Prefetcher {
                 }
             }
         }
-        Prefetcher { shared, readers }
+        let cursor = Cursor::new(Arc::clone(&shared.entries));
+        Prefetcher {
+            shared,
+            readers,
+            cursor,
+        }
     }
 
     /// The next entry's content, in scan order; `None` after the last.
@@ -236,15 +260,17 @@ impl Prefetcher {
         let mut st = shared.lock();
         loop {
             let i = st.consumer;
-            if st.stopped || i >= shared.entries.len() {
+            if st.stopped || st.end.is_some_and(|end| i >= end) {
                 return None;
             }
             if self.readers.is_empty() {
                 // No reader threads: read here, in order.
+                drop(st);
+                let entry = self.cursor.get(i)?;
+                st = shared.lock();
                 st.consumer += 1;
                 st.claimed = st.consumer;
                 drop(st);
-                let entry = &shared.entries[i];
                 let content = match shared.small_size(entry) {
                     Some(n) => read_small(&entry.path, n),
                     None if entry.kind == EntryKind::File && entry.size > 0 => Content::Large,
@@ -282,6 +308,8 @@ impl Prefetcher {
     /// for them: a reader finishes the file it is on (at most `small_limit` bytes) and
     /// quits; dropping the `Prefetcher` joins them.
     pub fn stop(&mut self) {
+        // A reader waiting for the scan is woken, and the scan stops.
+        self.shared.entries.close();
         let mut st = self.shared.lock();
         st.stopped = true;
         st.slots.clear();
@@ -356,6 +384,10 @@ fn read_at_most(r: impl Read, size: u64) -> (Vec<u8>, Option<io::Error>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn log_of(entries: &[Entry]) -> Arc<EntryLog> {
+        crate::backup::entries::from_entries(entries.to_vec())
+    }
     use crate::backup::scan::scan;
     use std::fs;
 
@@ -417,7 +449,7 @@ mod tests {
         tree(tmp.path(), 8, 250);
         let entries = scanned(tmp.path());
         for threads in [1, 4, 8] {
-            let mut p = Prefetcher::start(entries.clone(), cfg(threads, 1 << 20, 8192));
+            let mut p = Prefetcher::start(log_of(&entries), cfg(threads, 1 << 20, 8192));
             assert_eq!(drain_and_check(&mut p, &entries, 1 << 20), entries.len());
             assert!(p.next().is_none());
             assert!(p.stats().peak_held_bytes > 0);
@@ -429,10 +461,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         tree(tmp.path(), 3, 40);
         let entries = scanned(tmp.path());
-        let mut p = Prefetcher::start(entries.clone(), cfg(0, 1 << 20, 8192));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(0, 1 << 20, 8192));
         assert_eq!(drain_and_check(&mut p, &entries, 1 << 20), entries.len());
 
-        let mut p = Prefetcher::start_with_window(entries.clone(), cfg(4, 1 << 20, 8192), 2);
+        let mut p = Prefetcher::start_with_window(log_of(&entries), cfg(4, 1 << 20, 8192), 2);
         let mut n = 0;
         while let Some((i, _)) = p.next() {
             assert_eq!(i, n);
@@ -451,7 +483,7 @@ mod tests {
         fs::hard_link(tmp.path().join("small"), tmp.path().join("small2")).unwrap();
         std::os::unix::fs::symlink("small", tmp.path().join("sym")).unwrap();
         let entries = scanned(tmp.path());
-        let mut p = Prefetcher::start(entries.clone(), cfg(3, 1 << 20, 4096));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(3, 1 << 20, 4096));
         let mut got = Vec::new();
         while let Some((i, content)) = p.next() {
             let what = match content {
@@ -486,7 +518,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("f"), vec![1u8; 500]).unwrap();
         let entries = scanned(tmp.path());
-        let mut p = Prefetcher::start(entries, cfg(2, 100, 1000));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(2, 100, 1000));
         assert!(matches!(p.next(), Some((0, Content::None))));
         assert!(matches!(p.next(), Some((1, Content::Large))));
         assert!(p.next().is_none());
@@ -512,7 +544,7 @@ mod tests {
         fs::remove_file(path("symlinked")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", path("symlinked")).unwrap();
 
-        let mut p = Prefetcher::start(entries.clone(), cfg(2, 1 << 20, 4096));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(2, 1 << 20, 4096));
         let mut by_name = std::collections::HashMap::new();
         while let Some((i, content)) = p.next() {
             by_name.insert(entries[i].path.clone(), content);
@@ -553,7 +585,7 @@ mod tests {
         fs::write(tmp.path().join("secret"), b"x").unwrap();
         fs::set_permissions(tmp.path().join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
         let entries = scanned(tmp.path());
-        let mut p = Prefetcher::start(entries, cfg(2, 1 << 20, 4096));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(2, 1 << 20, 4096));
         p.next();
         match p.next() {
             Some((1, Content::Unreadable(e))) => {
@@ -600,7 +632,7 @@ mod tests {
         }
         let entries = scanned(tmp.path());
         let budget = 5000;
-        let mut p = Prefetcher::start(entries.clone(), cfg(8, budget, 4096));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(8, budget, 4096));
         let mut n = 0;
         while let Some((i, content)) = p.next() {
             let stats = p.stats();
@@ -623,7 +655,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         tree(tmp.path(), 4, 100);
         let entries = scanned(tmp.path());
-        let mut p = Prefetcher::start(entries.clone(), cfg(4, 20_000, 8192));
+        let mut p = Prefetcher::start(log_of(&entries), cfg(4, 20_000, 8192));
         for want in 0..10 {
             assert_eq!(p.next().map(|(i, _)| i), Some(want));
         }
@@ -641,13 +673,13 @@ mod tests {
         tree(tmp.path(), 2, 100);
         let entries = scanned(tmp.path());
         for budget in [1, 3000, 1 << 20] {
-            let mut p = Prefetcher::start(entries.clone(), cfg(8, budget, 8192));
+            let mut p = Prefetcher::start(log_of(&entries), cfg(8, budget, 8192));
             p.next();
             std::thread::sleep(std::time::Duration::from_millis(5));
             drop(p);
             assert_eq!(Arc::strong_count(&entries), 1);
         }
-        let p = Prefetcher::start(entries.clone(), cfg(8, 3000, 8192));
+        let p = Prefetcher::start(log_of(&entries), cfg(8, 3000, 8192));
         drop(p);
         assert_eq!(Arc::strong_count(&entries), 1);
     }
@@ -693,7 +725,7 @@ mod tests {
         for threads in [1, 4, 8, 16] {
             evict(&entries);
             let start = std::time::Instant::now();
-            let mut p = Prefetcher::start(entries.clone(), cfg(threads, 64 << 20, 1 << 20));
+            let mut p = Prefetcher::start(log_of(&entries), cfg(threads, 64 << 20, 1 << 20));
             let mut bytes = 0;
             while let Some((_, c)) = p.next() {
                 if let Content::Small { data, .. } = c {

@@ -8,12 +8,14 @@
 //! entries that vanish during the walk) is listed in [`Scan::skipped`] with a reason; only a
 //! source that cannot be stat'ed at all is an error, reported before anything is walked.
 
+use super::entries::{EntryLog, CHUNK};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// What a member is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,8 @@ pub struct Scan {
 pub enum ScanError {
     #[error("{path}: {reason}")]
     BadSource { path: PathBuf, reason: String },
+    #[error("cannot start the scan: {0}")]
+    Thread(String),
 }
 
 /// Reason recorded for sockets.
@@ -105,6 +109,33 @@ pub fn scan(sources: &[PathBuf]) -> Result<Scan, ScanError> {
         walker.walk(path, meta);
     }
     Ok(walker.out)
+}
+
+/// Checks the sources as [`scan`] does, then walks them in a thread of their own that
+/// publishes the entries into the returned log as it goes, so a backup can start on the
+/// first files while the scan goes on. Closing the log stops the walk.
+pub fn start(sources: &[PathBuf]) -> Result<Arc<EntryLog>, ScanError> {
+    let checked = check_sources(sources)?;
+    let log = EntryLog::new();
+    let out = log.clone();
+    std::thread::Builder::new()
+        .name("scan".into())
+        .spawn(move || {
+            let mut walker = Walker {
+                log: Some(out.clone()),
+                ..Walker::default()
+            };
+            for (path, meta) in checked {
+                if walker.stopped {
+                    break;
+                }
+                walker.walk(path, meta);
+            }
+            walker.flush();
+            out.finish();
+        })
+        .map_err(|e| ScanError::Thread(e.to_string()))?;
+    Ok(log)
 }
 
 /// Reads the extended attributes of `path` itself (a symlink's own, not its target's),
@@ -231,6 +262,11 @@ struct Walker {
     links: HashMap<(u64, u64), String>,
     /// Devices whose filesystem reported no xattr support: not asked again.
     no_xattrs: HashSet<u64>,
+    /// Streaming: entries go to this log in chunks instead of into `out`.
+    log: Option<Arc<EntryLog>>,
+    pending: Vec<Entry>,
+    /// The log was closed: the backup no longer wants entries.
+    stopped: bool,
 }
 
 /// One child of a directory being walked, stat'ed when the directory was read.
@@ -246,6 +282,9 @@ impl Walker {
             }
         }
         while let Some(top) = stack.last_mut() {
+            if self.stopped {
+                return;
+            }
             let Some((path, meta)) = top.next() else {
                 stack.pop();
                 continue;
@@ -379,14 +418,38 @@ impl Walker {
             xattrs,
             path,
         };
-        if entry.kind == EntryKind::File {
-            self.out.total_bytes += entry.size;
+        let descend = is_dir.then(|| entry.path.clone());
+        self.emit(entry);
+        descend
+    }
+
+    /// Hands an entry on: into the log in whole chunks when streaming, else into `out`.
+    fn emit(&mut self, entry: Entry) {
+        match &self.log {
+            Some(_) => {
+                self.pending.push(entry);
+                if self.pending.len() == CHUNK {
+                    self.flush();
+                }
+            }
+            None => {
+                if entry.kind == EntryKind::File {
+                    self.out.total_bytes += entry.size;
+                }
+                self.out.entries.push(entry);
+            }
         }
-        self.out.entries.push(entry);
-        if is_dir {
-            self.out.entries.last().map(|e| e.path.clone())
-        } else {
-            None
+    }
+
+    /// Publishes the entries not yet in the log.
+    fn flush(&mut self) {
+        if let Some(log) = &self.log {
+            if !self.pending.is_empty() {
+                let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+                if !log.publish(chunk) {
+                    self.stopped = true;
+                }
+            }
         }
     }
 
@@ -433,7 +496,10 @@ impl Walker {
     }
 
     fn skip(&mut self, path: PathBuf, reason: String) {
-        self.out.skipped.push(Skipped { path, reason });
+        match &self.log {
+            Some(log) => log.skip(Skipped { path, reason }),
+            None => self.out.skipped.push(Skipped { path, reason }),
+        }
     }
 }
 
@@ -613,7 +679,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("missing");
         let err = scan(&[tmp.path().to_path_buf(), missing.clone()]).unwrap_err();
-        let ScanError::BadSource { path, reason } = err;
+        let ScanError::BadSource { path, reason } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(path, missing);
         assert!(reason.contains("No such file"), "{reason}");
     }

@@ -138,14 +138,8 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         None => None,
     };
     // Sources first: a wrong path is refused before any tape moves.
-    let scan_started = std::time::Instant::now();
-    let scan = scan::scan(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
-    tracing::info!(
-        "scanned {} entries ({}) in {:.2} s",
-        scan.entries.len(),
-        format_size(scan.total_bytes),
-        scan_started.elapsed().as_secs_f64()
-    );
+    // The sources are checked before any tape moves; the walk then runs alongside.
+    let scan = scan::start(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
     let requested_buffer = args.memory_buffer.as_deref().map(buffer_size).transpose()?;
 
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
