@@ -260,9 +260,9 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
         .assert()
         .code(1)
         .get_output()
-        .stdout
         .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(summary["status"], "failed", "{summary}");
     assert!(
         summary["error"].as_str().unwrap().contains("write"),
@@ -446,4 +446,82 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     assert!(status.contains("failed"), "{status}");
     // The killed backup's partial tape file is still there, untouched.
     assert!(cartridge(&home).join("00001.tar").exists());
+}
+
+#[test]
+fn a_file_larger_than_the_volume_is_skipped_with_the_reason() {
+    let home = Home::new();
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "16MiB"])
+        .success();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("huge"), vec![7u8; 20 << 20]).unwrap();
+    fs::write(src.join("small"), b"small").unwrap();
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "8MiB",
+            "--json",
+        ])
+        .arg(&src)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("not supported yet"))
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(
+        summary["files"], 2,
+        "the directory and the small file: {summary}"
+    );
+}
+
+#[test]
+fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    home.run(&["vlib", "set", "TD0001L9", "--early-warning-at", "6MiB"])
+        .success();
+    let src = many_files(home.path(), 6, 3 << 20);
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "8MiB",
+            "--json",
+        ])
+        .arg(&src)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert!(
+        summary["error"].as_str().unwrap().contains("full"),
+        "{summary}"
+    );
+    let saved = summary["files"].as_u64().unwrap();
+    assert!((1..=3).contains(&saved), "{summary}");
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "full", "{volume}");
+    // What was recorded is on tape: GNU tar reads the tape file up to where it ends.
+    let list = Std::new("tar")
+        .arg("-tf")
+        .arg(cartridge(&home).join("00001.tar"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).lines().count() as u64;
+    assert!(listed >= saved, "{listed} listed, {saved} recorded");
 }

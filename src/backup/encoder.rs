@@ -221,27 +221,35 @@ fn header_for(entry: &Entry) -> Header {
 }
 
 /// Encodes every member handed out by `members` into `sink`, reporting each through
-/// `report`. Stops early on `interrupt` or when the writer stops.
+/// `report`. Stops early on `interrupt` or when the writer stops. A file larger than
+/// `room` (what is left on the volume) is skipped with the reason.
 pub fn encode(
     entries: &mut Cursor,
     members: &mut Prefetcher,
     sink: BlockSink,
+    room: Option<u64>,
     interrupt: &Interrupt,
     report: &mut dyn FnMut(EncoderEvent),
 ) -> io::Result<EncoderEnd> {
     let mut builder = tar::Builder::new(sink);
-    let result = encode_members(entries, members, &mut builder, interrupt, report);
+    let result = encode_members(entries, members, &mut builder, room, interrupt, report);
     members.stop();
     let bytes = builder.get_ref().written();
     let end = match result {
         Ok(complete) => {
-            builder.finish()?;
-            builder.get_mut().finish()?;
+            // End-of-archive marker, then the last block padded.
+            let ended = builder.finish().and_then(|()| builder.get_mut().finish());
             let bytes = builder.get_ref().written();
-            if complete {
-                EncoderEnd::Complete { bytes }
-            } else {
-                EncoderEnd::Interrupted { bytes }
+            match ended {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    EncoderEnd::WriterStopped { bytes }
+                }
+                Err(e) => {
+                    builder.get_mut().seal();
+                    return Err(e);
+                }
+                Ok(()) if complete => EncoderEnd::Complete { bytes },
+                Ok(()) => EncoderEnd::Interrupted { bytes },
             }
         }
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EncoderEnd::WriterStopped { bytes },
@@ -265,6 +273,7 @@ fn encode_members(
     entries: &mut Cursor,
     members: &mut Prefetcher,
     builder: &mut tar::Builder<BlockSink>,
+    room: Option<u64>,
     interrupt: &Interrupt,
     report: &mut dyn FnMut(EncoderEvent),
 ) -> io::Result<bool> {
@@ -276,6 +285,18 @@ fn encode_members(
             continue;
         };
         report(EncoderEvent::Current { index });
+        if let Some(room) = room.filter(|r| entry.kind == EntryKind::File && entry.size > *r) {
+            report(EncoderEvent::Skipped {
+                index,
+                reason: format!(
+                    "{} is more than the {} left on the volume; continuing a file on another \
+                     volume is not supported yet",
+                    crate::units::format_size(entry.size),
+                    crate::units::format_size(room)
+                ),
+            });
+            continue;
+        }
         match encode_one(entry, content, builder, interrupt)? {
             Ok(mut enc) => {
                 enc.index = index;

@@ -336,6 +336,11 @@ pub fn run(
         flow = flow.with_drive_cache(cache);
     }
     let progress = Arc::new(Progress::default());
+    // Room left on the volume, when its capacity is known.
+    let room = tape.as_ref().and_then(|t| {
+        t.0.capacity
+            .map(|c| c.saturating_sub(t.0.used).max(0) as u64)
+    });
 
     let writer = {
         let (ring, progress, telemetry, events, interrupt) = (
@@ -400,6 +405,7 @@ pub fn run(
                     &mut Cursor::new(entries.clone()),
                     &mut members,
                     BlockSink::new(ring.clone()),
+                    room,
                     &interrupt,
                     &mut report,
                 );
@@ -517,8 +523,16 @@ pub fn run(
     let outcome: WriterOutcome = writer
         .join()
         .map_err(|_| BackupError::Internal("the writer thread panicked".into()))?;
-    recorded?;
-    let encoder_end = encoder_end?;
+    // A failure of the encoder (an archive it could not write) or of the recorder (the
+    // catalogue) fails the backup; it is still ended and recorded below.
+    let mut failure = None;
+    if let Err(e) = recorded {
+        failure = Some(format!("recording files in the catalogue: {e}"));
+    }
+    let encoder_end = encoder_end.unwrap_or_else(|e| {
+        failure.get_or_insert(format!("encoding the archive: {e}"));
+        EncoderEnd::WriterStopped { bytes: 0 }
+    });
     for s in entries.skipped_since(scan_skips_seen) {
         events.send(Event::FileSkipped {
             path: s.path.display().to_string(),
@@ -526,13 +540,17 @@ pub fn run(
         });
     }
     skipped += entries.totals().skipped as u64;
-    recorder.record_up_to(
-        match outcome.end {
-            WriterEnd::Drained => u64::MAX,
-            _ => outcome.bytes,
-        },
-        &events,
-    )?;
+    if failure.is_none() {
+        if let Err(e) = recorder.record_up_to(
+            match outcome.end {
+                WriterEnd::Drained => u64::MAX,
+                _ => outcome.bytes,
+            },
+            &events,
+        ) {
+            failure = Some(format!("recording files in the catalogue: {e}"));
+        }
+    }
     let WriterOutcome {
         sink,
         end: writer_end,
@@ -569,8 +587,11 @@ pub fn run(
         WriterEnd::Failed(m) => (BackupStatus::Failed, Some(m.clone())),
     };
     if let Err(e) = &batch_result {
+        failure.get_or_insert(format!("recording files in the catalogue: {e}"));
+    }
+    if let Some(f) = failure {
         status = BackupStatus::Failed;
-        error = Some(format!("recording files in the catalogue: {e}"));
+        error = Some(f);
     }
     let mut repositions = None;
     let mut index_bytes = 0u64;
