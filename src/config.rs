@@ -3,6 +3,7 @@
 //! `/var/lib/tapedeck` for root or `~/.local/share/tapedeck`). Every error names the file,
 //! the key and what is allowed; `tapedeck config` prints the effective result.
 
+use crate::backup::flow::FlowPolicy;
 use crate::units::{deserialize_opt_size, format_size};
 use crate::vlib::model::DriveModel;
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,57 @@ impl Default for LoggingConfig {
     }
 }
 
+/// `[buffer]`: defaults for `tapedeck backup`'s memory buffer and flow control (the
+/// command-line options win).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Ring buffer size; default min(16 GiB, 40 % of available memory).
+    #[serde(
+        default,
+        deserialize_with = "deserialize_opt_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub size: Option<u64>,
+    /// Start streaming at this fill, percent.
+    #[serde(default = "default_high")]
+    pub high_watermark: f64,
+    /// Stop streaming at this fill, percent (hysteresis).
+    #[serde(default = "default_low")]
+    pub low_watermark: f64,
+    /// `adaptive`, `hysteresis` or `trickle`.
+    #[serde(default = "default_flow")]
+    pub flow: FlowPolicy,
+    /// Parallel readers for small files.
+    #[serde(default = "default_readers")]
+    pub readers: u16,
+}
+
+fn default_high() -> f64 {
+    90.0
+}
+fn default_low() -> f64 {
+    5.0
+}
+fn default_flow() -> FlowPolicy {
+    FlowPolicy::Adaptive
+}
+fn default_readers() -> u16 {
+    8
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            size: None,
+            high_watermark: default_high(),
+            low_watermark: default_low(),
+            flow: default_flow(),
+            readers: default_readers(),
+        }
+    }
+}
+
 /// `[catalog]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +212,8 @@ pub struct ConfigFile {
     pub libraries: Vec<LibraryConfig>,
     #[serde(default)]
     pub vlib: VlibConfig,
+    #[serde(default)]
+    pub buffer: BufferConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
 }
@@ -370,6 +424,30 @@ impl ConfigFile {
                 }
             }
         }
+        let b = &self.buffer;
+        for (key, v) in [
+            ("buffer.high_watermark", b.high_watermark),
+            ("buffer.low_watermark", b.low_watermark),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(invalid(
+                    key.into(),
+                    format!("{v} is not a percentage (0..100)"),
+                ));
+            }
+        }
+        if b.low_watermark >= b.high_watermark {
+            return Err(invalid(
+                "buffer.low_watermark".into(),
+                format!(
+                    "{} must be below buffer.high_watermark ({})",
+                    b.low_watermark, b.high_watermark
+                ),
+            ));
+        }
+        if b.readers == 0 {
+            return Err(invalid("buffer.readers".into(), "at least 1".into()));
+        }
         const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(invalid(
@@ -491,6 +569,25 @@ mod tests {
             err.contains("library[0].drives") && err.contains("`b`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn buffer_defaults_and_their_checks() {
+        let f = parse("[buffer]\nsize = \"4GiB\"\nflow = \"hysteresis\"\n").unwrap();
+        assert_eq!(f.buffer.size, Some(4 << 30));
+        assert_eq!(f.buffer.flow, FlowPolicy::Hysteresis);
+        assert_eq!(
+            (f.buffer.high_watermark, f.buffer.low_watermark),
+            (90.0, 5.0)
+        );
+        let err = parse("[buffer]\nhigh_watermark = 40\nlow_watermark = 50\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("buffer.low_watermark"), "{err}");
+        let err = parse("[buffer]\nflow = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adaptive"), "{err}");
     }
 
     #[test]

@@ -59,31 +59,22 @@ pub struct BackupArgs {
     #[arg(long, value_name = "SIZE")]
     block_size: Option<String>,
     /// Ring buffer size, e.g. 4GiB (a bare number means GiB, as pytp's --memory_buffer)
-    /// [default: min(16 GiB, 40 % of available memory); at most 60 % of it]
+    /// [default: [buffer] size, else min(16 GiB, 40 % of available memory); at most 60 %
+    /// of it]
     #[arg(long, value_name = "SIZE", alias = "memory_buffer")]
     memory_buffer: Option<String>,
-    /// Start streaming at this buffer fill, percent
-    #[arg(
-        long,
-        value_name = "PCT",
-        default_value = "90",
-        alias = "memory_buffer_percent"
-    )]
-    high_watermark: String,
-    /// Stop streaming at this buffer fill, percent (hysteresis)
-    #[arg(
-        long,
-        value_name = "PCT",
-        default_value = "5",
-        alias = "low-water-mark"
-    )]
-    low_watermark: String,
-    /// How the buffer is drained into the drive
-    #[arg(long, value_enum, default_value_t = FlowPolicy::Adaptive)]
-    flow: FlowPolicy,
-    /// Parallel readers that prefetch small files
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    readers: u16,
+    /// Start streaming at this buffer fill, percent [default: [buffer] high_watermark, 90]
+    #[arg(long, value_name = "PCT", alias = "memory_buffer_percent")]
+    high_watermark: Option<String>,
+    /// Stop streaming at this buffer fill, percent [default: [buffer] low_watermark, 5]
+    #[arg(long, value_name = "PCT", alias = "low-water-mark")]
+    low_watermark: Option<String>,
+    /// How the buffer is drained into the drive [default: [buffer] flow, adaptive]
+    #[arg(long, value_enum)]
+    flow: Option<FlowPolicy>,
+    /// Parallel readers that prefetch small files [default: [buffer] readers, 8]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    readers: Option<u16>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -114,8 +105,17 @@ fn buffer_size(text: &str) -> Result<u64> {
 }
 
 pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
-    let high = percent(&args.high_watermark, "--high-watermark")?;
-    let low = percent(&args.low_watermark, "--low-watermark")?;
+    let defaults = &config.file.buffer;
+    let high = match &args.high_watermark {
+        Some(text) => percent(text, "--high-watermark")?,
+        None => defaults.high_watermark / 100.0,
+    };
+    let low = match &args.low_watermark {
+        Some(text) => percent(text, "--low-watermark")?,
+        None => defaults.low_watermark / 100.0,
+    };
+    let policy = args.flow.unwrap_or(defaults.flow);
+    let readers = args.readers.unwrap_or(defaults.readers);
     if low >= high {
         return Err(bad_input(format!(
             "--low-watermark ({}%) must be below --high-watermark ({}%)",
@@ -137,10 +137,12 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         }
         None => None,
     };
-    // Sources first: a wrong path is refused before any tape moves.
     // The sources are checked before any tape moves; the walk then runs alongside.
     let scan = scan::start(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
-    let requested_buffer = args.memory_buffer.as_deref().map(buffer_size).transpose()?;
+    let requested_buffer = match args.memory_buffer.as_deref() {
+        Some(text) => Some(buffer_size(text)?),
+        None => defaults.size,
+    };
 
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
     let telemetry = Arc::new(Telemetry::default());
@@ -150,12 +152,12 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         label: args.label.clone(),
         pool: args.pool.clone(),
         buffer: 0,
-        policy: args.flow,
+        policy,
         high_watermark: high,
         low_watermark: low,
         range: None,
         drive_cache: None,
-        readers: args.readers as usize,
+        readers: readers as usize,
     };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
     // Refuse an oversized buffer before any tape moves (the volume's block size only
