@@ -166,6 +166,17 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert!(text.contains("TD0001L9"), "{text}");
     assert!(text.contains(&expected), "{text}");
 
+    // The session's counters are kept with the drive's statistics.
+    let db = rusqlite::Connection::open(home.db()).unwrap();
+    let counters: String = db
+        .query_row(
+            "SELECT counters FROM drive_stats WHERE drive = 'lto9' AND phase = 'after'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(counters.contains("writer_stops"), "{counters}");
+
     // A second backup goes after the first one's index, never over it.
     let again = backup(&home, &src.join("docs"));
     assert_eq!(again["tape_file"], 3, "{again}");

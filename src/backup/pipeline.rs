@@ -642,6 +642,19 @@ pub fn run(
                 detail: &e.to_string(),
             })?;
         }
+        c.record_drive_stats(
+            &drive_name,
+            Some(volume.id),
+            Some(id),
+            "after",
+            &serde_json::json!({
+                "bytes_written": tape_bytes + index_bytes,
+                "writer_stops": stops,
+                "repositions": repositions,
+                "streaming_secs": streaming_secs,
+                "min_streaming_rate": min_streaming_rate,
+            }),
+        )?;
         c.record_volume_written(
             volume.id,
             (tape_bytes + index_bytes) as i64,

@@ -310,6 +310,26 @@ impl Catalog {
         })
     }
 
+    /// Stores a drive's counters for a session (`phase`: before, after or sample) as JSON.
+    pub fn record_drive_stats(
+        &mut self,
+        drive: &str,
+        volume_id: Option<i64>,
+        backup_id: Option<i64>,
+        phase: &str,
+        counters: &serde_json::Value,
+    ) -> Result<()> {
+        let text = counters.to_string();
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO drive_stats (drive, volume_id, backup_id, at, phase, counters)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![drive, volume_id, backup_id, now(), phase, text],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Logs a drive or medium error met while writing or reading a volume.
     pub fn record_tape_error(&mut self, e: &TapeErrorRecord<'_>) -> Result<()> {
         self.write(|tx| {
