@@ -668,6 +668,11 @@ pub fn run(
             c.set_volume_status(&volume.label, VolumeStatus::Error, error.as_deref())?;
         }
     }
+    if let (BackupStatus::Failed, Some(e)) = (status, &error) {
+        events.send(Event::Error {
+            message: format!("backup {uuid} failed: {e}"),
+        });
+    }
     events.send(Event::BackupFinished {
         uuid: uuid.clone(),
         status: status.as_str().to_string(),
