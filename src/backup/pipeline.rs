@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 
 /// Encoder events per message to the recorder.
 const EVENT_BATCH: usize = 256;
+/// How often the encoder refreshes progress in the telemetry.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+/// Files from this size on are named in the progress as soon as they start.
+const LARGE_FILE: u64 = 64 << 20;
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -375,11 +379,19 @@ pub fn run(
                 // Members go to the recorder in batches: one wake-up per member would
                 // cost more than encoding a small file.
                 let mut batch = Vec::with_capacity(EVENT_BATCH);
+                // Progress goes to the telemetry at most every 50 ms (and for every
+                // large file, whose name shows while it is copied), not once per member.
+                let (mut files_done, mut bytes_read) = (0u64, 0u64);
+                let mut shown = std::time::Instant::now();
                 let mut report = |ev: EncoderEvent| {
                     match &ev {
                         EncoderEvent::Current { index } => {
-                            if let Some(e) = names.get(*index) {
+                            let Some(e) = names.get(*index) else { return };
+                            if e.size >= LARGE_FILE || shown.elapsed() >= PROGRESS_EVERY {
+                                shown = std::time::Instant::now();
                                 telemetry.update(|s| {
+                                    s.files_done = files_done;
+                                    s.bytes_read = bytes_read;
                                     s.current_file.clear();
                                     s.current_file.push('/');
                                     s.current_file.push_str(&e.name);
@@ -387,10 +399,10 @@ pub fn run(
                             }
                             return;
                         }
-                        EncoderEvent::Member(m) => telemetry.update(|s| {
-                            s.files_done += 1;
-                            s.bytes_read += m.size;
-                        }),
+                        EncoderEvent::Member(m) => {
+                            files_done += 1;
+                            bytes_read += m.size;
+                        }
                         EncoderEvent::Skipped { .. } => {}
                     }
                     batch.push(ev);
@@ -410,6 +422,10 @@ pub fn run(
                     &mut report,
                 );
                 let _ = tx.send(batch);
+                telemetry.update(|s| {
+                    s.files_done = files_done;
+                    s.bytes_read = bytes_read;
+                });
                 ring.finish_input();
                 end
             })?

@@ -11,7 +11,7 @@
 //! held belongs to an entry before the next claim, so the consumer can always make progress
 //! and the budget can never deadlock the window.
 
-use super::entries::{Cursor, EntryLog};
+use super::entries::{Cursor, EntryLog, CHUNK};
 use super::scan::{Entry, EntryKind};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,6 +24,11 @@ use std::thread::JoinHandle;
 /// At most this many entries are claimed ahead of the consumer, whatever their size, so the
 /// bookkeeping (one queue slot of a few dozen bytes per entry) stays small.
 pub const MAX_AHEAD: usize = 4096;
+
+/// A reader claims at most this many files to read at once...
+const CLAIM_FILES: usize = 16;
+/// ...or this many bytes.
+const CLAIM_BYTES: u64 = 1 << 20;
 
 /// A prefetched member's content.
 #[derive(Debug)]
@@ -120,21 +125,22 @@ impl Shared {
             .then_some(entry.size)
     }
 
-    /// One reader thread: claim in order, read outside the lock, file the result.
+    /// One reader thread: claim a run of entries in order, read them outside the lock,
+    /// file the results. Claiming runs (not single files) keeps the lock and the wake-ups
+    /// to one per run, which is what a warm page cache, where reads are cheap, needs.
     fn reader_loop(&self) {
-        let mut cursor = Cursor::new(Arc::clone(&self.entries));
         let mut st = self.lock();
         loop {
             if st.stopped || st.end.is_some_and(|end| st.claimed >= end) {
                 return;
             }
-            let i = st.claimed;
-            // The scan may not have reached entry `i` yet: wait for it without the lock.
+            let first = st.claimed;
+            // The scan may not have reached entry `first` yet: wait for it without the lock.
             drop(st);
-            let entry = cursor.get(i);
+            let chunk = self.entries.chunk(first);
             st = self.lock();
-            let Some(entry) = entry else {
-                st.end = Some(st.end.map_or(i, |end| end.min(i)));
+            let Some(chunk) = chunk else {
+                st.end = Some(st.end.map_or(first, |end| end.min(first)));
                 drop(st);
                 self.ready.notify_all();
                 self.room.notify_all();
@@ -143,61 +149,82 @@ impl Shared {
             if st.stopped {
                 return;
             }
-            if st.claimed != i {
+            if st.claimed != first {
                 // Another reader claimed it meanwhile.
                 continue;
             }
-            let need = self.small_size(entry);
-            let fits = i - st.consumer < self.window
-                && need.is_none_or(|n| st.held.saturating_add(n) <= self.budget);
-            if !fits {
+            let base = first - first % CHUNK;
+            let mut to_read: Vec<(usize, u64)> = Vec::new();
+            let mut run_bytes = 0;
+            while st.claimed < base + chunk.len() && to_read.len() < CLAIM_FILES {
+                let i = st.claimed;
+                let entry = &chunk[i - base];
+                let need = self.small_size(entry);
+                let fits = i - st.consumer < self.window
+                    && need.is_none_or(|n| st.held.saturating_add(n) <= self.budget);
+                if !fits {
+                    break;
+                }
+                st.claimed += 1;
+                match need {
+                    None => {
+                        // Nothing to read: resolved on the spot, under the lock.
+                        let content = if entry.kind == EntryKind::File && entry.size > 0 {
+                            Content::Large
+                        } else {
+                            Content::None
+                        };
+                        st.slots.push_back(Some((content, 0)));
+                        if i == st.consumer && st.consumer_waiting {
+                            self.ready.notify_one();
+                        }
+                    }
+                    Some(n) => {
+                        st.slots.push_back(None);
+                        st.held += n;
+                        st.peak = st.peak.max(st.held);
+                        to_read.push((i, n));
+                        run_bytes += n;
+                        if run_bytes >= CLAIM_BYTES {
+                            break;
+                        }
+                    }
+                }
+            }
+            if st.claimed == first {
+                // Not even one entry fits: wait for the consumer to make room.
                 st.readers_waiting += 1;
                 st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
                 st.readers_waiting -= 1;
                 continue;
             }
-            st.claimed += 1;
-            let Some(n) = need else {
-                // Nothing to read: resolved on the spot, under the lock.
-                let content = if entry.kind == EntryKind::File && entry.size > 0 {
-                    Content::Large
-                } else {
-                    Content::None
-                };
-                st.slots.push_back(Some((content, 0)));
-                self.after_claim(&st, i);
-                continue;
-            };
-            st.slots.push_back(None);
-            st.held += n;
-            st.peak = st.peak.max(st.held);
-            // Another waiting reader may be able to claim the entry after this one.
+            // Another waiting reader may be able to claim the run after this one.
             if st.readers_waiting > 0 {
                 self.room.notify_one();
             }
+            if to_read.is_empty() {
+                continue;
+            }
             drop(st);
 
-            let content = read_small(&entry.path, n);
+            let results: Vec<(usize, Content, u64)> = to_read
+                .into_iter()
+                .map(|(i, n)| (i, read_small(&chunk[i - base].path, n), n))
+                .collect();
 
             st = self.lock();
             if st.stopped {
                 return;
             }
-            let slot = i - st.consumer;
-            st.slots[slot] = Some((content, n));
-            if slot == 0 && st.consumer_waiting {
+            let mut front_ready = false;
+            for (i, content, n) in results {
+                let slot = i - st.consumer;
+                st.slots[slot] = Some((content, n));
+                front_ready |= slot == 0;
+            }
+            if front_ready && st.consumer_waiting {
                 self.ready.notify_one();
             }
-        }
-    }
-
-    /// Wakes whoever can use the slot just filed at claim time (index `i`).
-    fn after_claim(&self, st: &State, i: usize) {
-        if i == st.consumer && st.consumer_waiting {
-            self.ready.notify_one();
-        }
-        if st.readers_waiting > 0 {
-            self.room.notify_one();
         }
     }
 }
