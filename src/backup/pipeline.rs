@@ -153,13 +153,13 @@ impl Recorder<'_> {
         let Some(entry) = self.entries.get(enc.index) else {
             return Ok(());
         };
-        let path = format!("/{}", entry.name.trim_end_matches('/'));
+        let path = || format!("/{}", entry.name.trim_end_matches('/'));
         match &enc.integrity {
             Integrity::Intact => {}
             Integrity::Changed(reason) => {
                 self.changed += 1;
                 events.send(Event::FileChanged {
-                    path: path.clone(),
+                    path: path(),
                     reason: reason.clone(),
                     saved: true,
                 });
@@ -167,7 +167,7 @@ impl Recorder<'_> {
             Integrity::Damaged(reason) => {
                 self.damaged += 1;
                 events.send(Event::FileChanged {
-                    path,
+                    path: path(),
                     reason: reason.clone(),
                     saved: false,
                 });
@@ -176,6 +176,10 @@ impl Recorder<'_> {
         }
         self.files += 1;
         self.bytes += enc.size;
+        if self.index.is_none() && self.batch.is_none() {
+            // A stream to a device: counted, nothing to record.
+            return Ok(());
+        }
         let block = self.first_block + enc.start / self.block_size;
         let offset = enc.start % self.block_size;
         let link = match &entry.kind {
@@ -184,6 +188,7 @@ impl Recorder<'_> {
             _ => None,
         };
         let kind = file_kind(&entry.kind);
+        let path = path();
         if let Some(index) = &mut self.index {
             let volume = self.volume.as_ref().map(|v| v.1.as_str()).unwrap_or("");
             index.add(&IndexRecord {

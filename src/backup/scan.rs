@@ -56,9 +56,9 @@ pub struct Entry {
     pub uid: u32,
     pub gid: u32,
     /// The owner's user name, if `uid` has one.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// The group's name, if `gid` has one.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Modification time in nanoseconds since the epoch.
     pub mtime_ns: i64,
     /// Extended attributes (name, value) that tar carries as `SCHILY.xattr.*`, sorted by name.
@@ -256,8 +256,9 @@ fn reached_from(dir: &Path, path: &Path) -> bool {
 #[derive(Default)]
 struct Walker {
     out: Scan,
-    users: HashMap<u32, Option<String>>,
-    groups: HashMap<u32, Option<String>>,
+    /// Names shared by every entry of the same owner (one allocation per name).
+    users: HashMap<u32, Option<Arc<str>>>,
+    groups: HashMap<u32, Option<Arc<str>>>,
     /// First member name of each (dev, ino) of a regular file with more than one link.
     links: HashMap<(u64, u64), String>,
     /// Devices whose filesystem reported no xattr support: not asked again.
@@ -470,27 +471,27 @@ impl Walker {
     }
 
     /// The user name of `uid` (looked up once per uid).
-    fn user(&mut self, uid: u32) -> Option<String> {
+    fn user(&mut self, uid: u32) -> Option<Arc<str>> {
         self.users
             .entry(uid)
             .or_insert_with(|| {
                 nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                     .ok()
                     .flatten()
-                    .map(|u| u.name)
+                    .map(|u| Arc::from(u.name))
             })
             .clone()
     }
 
     /// The group name of `gid` (looked up once per gid).
-    fn group(&mut self, gid: u32) -> Option<String> {
+    fn group(&mut self, gid: u32) -> Option<Arc<str>> {
         self.groups
             .entry(gid)
             .or_insert_with(|| {
                 nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
                     .ok()
                     .flatten()
-                    .map(|g| g.name)
+                    .map(|g| Arc::from(g.name))
             })
             .clone()
     }
@@ -587,7 +588,7 @@ mod tests {
         let me = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
             .unwrap()
             .map(|u| u.name);
-        assert_eq!(e.user, me);
+        assert_eq!(e.user.as_deref(), me.as_deref());
     }
 
     #[test]
