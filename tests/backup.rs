@@ -536,3 +536,62 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     let listed = String::from_utf8_lossy(&list.stdout).lines().count() as u64;
     assert!(listed >= saved, "{listed} listed, {saved} recorded");
 }
+
+#[test]
+fn no_tape_in_the_drive_is_refused_with_how_to_load_one() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.cmd()
+        .args(["backup", "--drive", "lto9"])
+        .arg(&src)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("tapedeck load"));
+}
+
+#[test]
+fn device_streams_into_a_fifo_and_to_stdout() {
+    let home = Home::new();
+    let src = source_tree(home.path());
+    let fifo = home.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    home.cmd()
+        .args(["backup", "--memory-buffer", "8MiB", "--device"])
+        .arg(&fifo)
+        .arg(&src)
+        .assert()
+        .success();
+    let stream = reader.join().unwrap();
+    assert_eq!(stream.len() % (512 * 1024), 0);
+    let mut archive = tar::Archive::new(stream.as_slice());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("big.bin")), "{names:?}");
+
+    // `-` is stdout; the JSON summary then goes to stderr.
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--memory-buffer",
+            "8MiB",
+            "--json",
+            "--device",
+            "-",
+        ])
+        .arg(&src)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(out.stdout.len(), stream.len());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(summary["status"], "complete");
+}

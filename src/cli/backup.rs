@@ -250,7 +250,9 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             )
         })?
     };
-    report(&summary, args.json)?;
+    // With `--device -` the tar stream is on stdout: the JSON summary goes to stderr.
+    let to_stdout = args.device.as_deref().is_some_and(|d| d.as_os_str() == "-");
+    report(&summary, args.json, to_stdout)?;
     match summary.status {
         BackupStatus::Complete => Ok(()),
         BackupStatus::Aborted => Err(Interrupted.into()),
@@ -332,13 +334,17 @@ fn watch(telemetry: &Telemetry, done: &AtomicBool, show_bar: bool) {
     }
 }
 
-fn report(s: &Summary, json: bool) -> Result<()> {
+fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
     tracing::info!(
         uuid = %s.uuid, status = %s.status, files = s.files, bytes = s.bytes,
         tape_bytes = s.tape_bytes, secs = s.elapsed_secs, avg_rate = s.average_rate,
         min_rate = ?s.min_streaming_rate, stops = s.writer_stops, repositions = ?s.repositions,
         "backup summary"
     );
+    if json && stdout_taken {
+        eprintln!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
     if json {
         return print_json(s);
     }
