@@ -16,6 +16,18 @@
 //! floor, it falls back to hysteresis: it accumulates up to the high watermark (or until input
 //! is fast again) and then drains at the floor, which keeps the tape moving for far longer
 //! than draining at the native rate would.
+//!
+//! The input rate the pacing follows is the moving average blended with the drive's floor
+//! while the average has little history (a session that opens with a burst does not pace
+//! the drive at the burst's rate and spend the reserve it should be building).
+//!
+//! When the drive's cache is known ([`FlowController::with_drive_cache`]), the controller
+//! also estimates how much of it is filled: a write that blocks means the cache is full.
+//! A drive's speed matching follows the host's rate (a little faster while its cache is
+//! full), so when the rate it should run at is its floor and its cache is well filled, the
+//! controller paces below the floor: the drive still streams at its floor from its cache,
+//! and it slows down to the floor promptly after a burst instead of draining the reserve
+//! at the burst's speed.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +122,23 @@ const OUTPUT_SMOOTHING_SECS: f64 = 1.0;
 /// Without a known drive cache, the empty buffer is bridged for this long at the floor.
 const DEFAULT_GRACE_SECS: f64 = 2.0;
 
+/// With the drive's cache estimated more than this share full, a pace at the floor is
+/// lowered below it (the drive keeps streaming at its floor from the cache).
+const FULL_CACHE_SHARE: f64 = 0.5;
+
+/// The pace, as a share of the floor, that holds a drive with a well-filled cache at its
+/// floor (its speed matching runs somewhat faster than the host while the cache is full).
+const BELOW_FLOOR_SHARE: f64 = 0.85;
+
+/// The pace, as a share of the floor, while the drive still seems to run faster than its
+/// floor (the output-rate estimate above `DRIVE_AT_FLOOR_SHARE` of it), e.g. right after a
+/// burst: its speed matching comes down sooner.
+const SLOW_DOWN_SHARE: f64 = 0.5;
+
+/// The output-rate estimate below which the drive is taken to run at its floor, as a share
+/// of the floor.
+const DRIVE_AT_FLOOR_SHARE: f64 = 0.9;
+
 /// Decides, block by block, when the writer writes. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct FlowController {
@@ -144,6 +173,9 @@ pub struct FlowController {
     backlog_at: f64,
     /// Smoothed output rate (what the drive's speed matching follows), bytes per second.
     out_rate: f64,
+    /// When the writer was last told to write (a write that returns much later blocked on
+    /// a full drive cache).
+    asked_at: f64,
 }
 
 impl FlowController {
@@ -166,12 +198,14 @@ impl FlowController {
             backlog: 0.0,
             backlog_at: 0.0,
             out_rate: 0.0,
+            asked_at: 0.0,
         }
     }
 
     /// Tells the controller the size of the drive's cache: the adaptive policy then keeps
     /// handing over what arrives while the drive may still be streaming from its cache,
-    /// instead of stopping as soon as the buffer is empty.
+    /// instead of stopping as soon as the buffer is empty, and paces below the floor while
+    /// the cache is estimated well filled (see the module documentation).
     pub fn with_drive_cache(mut self, bytes: u64) -> Self {
         self.drive_cache = Some(bytes);
         self
@@ -190,8 +224,7 @@ impl FlowController {
         if input_done {
             return if fill > 0 {
                 self.state = WriterState::Streaming;
-                self.pending_slot = Some(now);
-                FlowDecision::Write
+                self.write_now(now)
             } else {
                 self.state = WriterState::Waiting;
                 FlowDecision::WaitForInput
@@ -218,6 +251,13 @@ impl FlowController {
         }
         let cap = self.drive_cache_size();
         self.backlog = (self.backlog + bytes as f64).min(cap);
+        // A write that took longer than the drive needs for a block at its native rate
+        // waited for room: the drive's cache is full.
+        if let Some(range) = self.cfg.range {
+            if now - self.asked_at > self.cfg.block as f64 / range.native.max(1.0) {
+                self.backlog = cap;
+            }
+        }
     }
 
     /// The drive cache the backlog estimate assumes, bytes.
@@ -230,10 +270,13 @@ impl FlowController {
     }
 
     /// The estimated drive backlog at `now`: it drains at the drive's speed, which follows
-    /// the output rate and is never below the floor.
+    /// the output rate and lies between the floor and the native rate.
     fn backlog_at_time(&self, now: f64) -> f64 {
-        let floor = self.cfg.range.map_or(0.0, |r| r.floor);
-        let drain = self.out_rate.max(floor) * (now - self.backlog_at).max(0.0);
+        let (floor, native) = self
+            .cfg
+            .range
+            .map_or((0.0, f64::INFINITY), |r| (r.floor, r.native.max(r.floor)));
+        let drain = self.out_rate.clamp(floor, native) * (now - self.backlog_at).max(0.0);
         (self.backlog - drain).max(0.0)
     }
 
@@ -253,7 +296,8 @@ impl FlowController {
     }
 
     /// The output rate the adaptive policy paces at, bytes per second (0 before it streams;
-    /// the native rate when it writes at full speed).
+    /// the native rate when it writes at full speed; below the floor while a well-filled
+    /// drive cache keeps the tape at its floor).
     pub fn pace_rate(&self) -> f64 {
         self.rate
     }
@@ -279,6 +323,13 @@ impl FlowController {
                 }
             }
         }
+    }
+
+    /// The input rate the adaptive pacing follows: the moving average, with the weight it
+    /// has not gathered yet given to `floor` (so the first seconds of a session, often one
+    /// burst, do not set the pace on their own).
+    fn paced_input(&self, floor: f64) -> f64 {
+        self.ewma + (1.0 - self.ewma_weight) * floor
     }
 
     fn bytes_at(&self, share: f64) -> u64 {
@@ -307,6 +358,7 @@ impl FlowController {
     /// Writes one block now (unpaced).
     fn write_now(&mut self, now: f64) -> FlowDecision {
         self.pending_slot = Some(now);
+        self.asked_at = now;
         FlowDecision::Write
     }
 
@@ -365,10 +417,23 @@ impl FlowController {
                 return FlowDecision::WaitForInput;
             }
         }
-        if self.at_floor && self.input_rate >= floor * START_MARGIN {
+        if self.at_floor && self.paced_input(floor) >= floor * START_MARGIN {
             self.at_floor = false;
         }
-        let rate = self.target_rate(fill, floor, native);
+        let mut rate = self.target_rate(fill, floor, native);
+        if self.drive_cache.is_some()
+            && rate <= floor
+            && self.backlog_at_time(now) > FULL_CACHE_SHARE * self.drive_cache_size()
+        {
+            // The drive streams at its floor from its cache: pace below the floor so its
+            // speed matching settles there (sooner while it still runs faster).
+            let share = if self.out_rate > DRIVE_AT_FLOOR_SHARE * floor {
+                SLOW_DOWN_SHARE
+            } else {
+                BELOW_FLOOR_SHARE
+            };
+            rate = floor * share;
+        }
         self.rate = rate;
         if rate >= native * FULL_SPEED_SHARE {
             return self.write_now(now);
@@ -376,6 +441,7 @@ impl FlowController {
         let due = self.slot + self.slot_bytes as f64 / rate;
         if now >= due {
             self.pending_slot = Some(due.max(now - PACE_SLACK_SECS));
+            self.asked_at = now;
             FlowDecision::Write
         } else {
             FlowDecision::WaitUntil(due)
@@ -397,7 +463,7 @@ impl FlowController {
             floor + span * ((share - high) / (1.0 - high).max(0.05)).max(0.0)
         } else {
             let middle = (low + high) / 2.0;
-            self.input_rate.min(native) + FILL_GAIN * span * (share - middle) / (band / 2.0)
+            self.paced_input(floor).min(native) + FILL_GAIN * span * (share - middle) / (band / 2.0)
         };
         rate.clamp(floor, native)
     }
@@ -676,6 +742,46 @@ mod tests {
         s.run(100.0 * MB, 12.0);
         assert_eq!(s.ctl.stops(), 1);
         assert_eq!(s.ctl.state(), WriterState::Paused);
+    }
+
+    #[test]
+    fn adaptive_paces_below_the_floor_while_the_drive_cache_is_full() {
+        let floor = 177.0 * MB;
+        let ctl =
+            FlowController::new(cfg(FlowPolicy::Adaptive, Some(lto9()))).with_drive_cache(GIB);
+        let mut s = Sim::new(ctl);
+        // Below the floor: accumulates to the high watermark, then drains at the floor
+        // (writes that never block leave the drive's cache estimate low).
+        s.run(100.0 * MB, 12.0);
+        assert_eq!(s.ctl.state(), WriterState::Streaming);
+        assert_eq!(s.ctl.pace_rate(), floor);
+        // A write that blocks for a second: the drive's cache is full.
+        let now = s.now;
+        let mut decision = s.ctl.next(now, s.fill, s.produced, false);
+        if let FlowDecision::WaitUntil(t) = decision {
+            decision = s.ctl.next(t, s.fill, s.produced, false);
+        }
+        assert_eq!(decision, FlowDecision::Write);
+        s.fill -= BLOCK;
+        s.ctl.wrote(now + 1.0, BLOCK);
+        s.now = now + 1.0;
+        let out = s.run(140.0 * MB, 2.0) as f64 / 2.0;
+        assert!(out < 0.9 * floor && out >= 0.5 * floor, "writes at {out}");
+        assert!(s.ctl.pace_rate() < floor);
+        // The drive drains its cache at the floor: once the estimate says it is no longer
+        // well filled, the output is back at the floor, with data still buffered, no stop.
+        s.run(140.0 * MB, 25.0);
+        let out = s.run(140.0 * MB, 2.0) as f64 / 2.0;
+        assert!((out - floor).abs() < 0.05 * floor, "writes at {out}");
+        assert!(s.fill > BLOCK);
+        assert_eq!(s.ctl.stops(), 0);
+        // Without a known drive cache, a blocking write changes nothing.
+        let mut c = Sim::new(FlowController::new(cfg(FlowPolicy::Adaptive, Some(lto9()))));
+        c.run(100.0 * MB, 12.0);
+        c.ctl.wrote(c.now + 1.0, BLOCK);
+        c.now += 1.0;
+        c.run(100.0 * MB, 0.5);
+        assert_eq!(c.ctl.pace_rate(), floor);
     }
 
     #[test]
