@@ -86,27 +86,45 @@ fn drop_caches() -> bool {
     fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
-/// Runs `cmd` `runs` times (after `before`), returns the median seconds.
-fn median(runs: u32, mut before: impl FnMut(), mut cmd: impl FnMut() -> Command) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            before();
-            let mut c = cmd();
-            c.stdout(Stdio::null()).stderr(Stdio::piped());
-            let t = Instant::now();
-            let out = c.output().expect("run");
-            let secs = t.elapsed().as_secs_f64();
+/// One command under test: what to do before each run (untimed), and the command.
+struct Contender<'a> {
+    before: Box<dyn FnMut() + 'a>,
+    cmd: Box<dyn FnMut() -> Command + 'a>,
+}
+
+fn contender<'a>(before: impl FnMut() + 'a, cmd: impl FnMut() -> Command + 'a) -> Contender<'a> {
+    Contender {
+        before: Box::new(before),
+        cmd: Box::new(cmd),
+    }
+}
+
+/// Runs every contender `runs` times, taking turns so that all see the same machine
+/// (page cache, memory pressure, other load); returns each one's median seconds.
+fn race(runs: u32, contenders: &mut [Contender<'_>]) -> Vec<f64> {
+    let mut times = vec![Vec::new(); contenders.len()];
+    for _ in 0..runs {
+        for (c, t) in contenders.iter_mut().zip(&mut times) {
+            (c.before)();
+            let mut cmd = (c.cmd)();
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            let start = Instant::now();
+            let out = cmd.output().expect("run");
+            t.push(start.elapsed().as_secs_f64());
             assert!(
                 out.status.success(),
-                "{:?} failed: {}",
-                c,
+                "{cmd:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            secs
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
         })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+        .collect()
 }
 
 fn sh(script: &str) -> Command {
@@ -152,14 +170,16 @@ fn main() {
     let files = make_large(&src, total);
     let home = work.join("home");
     let fresh_library = || {
-        // Every run writes to a fresh cartridge, so tmpfs holds the same amount of data
-        // whichever tool runs.
+        // Every run writes to a fresh, labelled cartridge, so tmpfs holds the same amount
+        // of data whichever tool runs.
         let _ = fs::remove_dir_all(&home);
         fs::create_dir_all(&home).expect("home");
         fs::write(home.join("config.toml"), "").expect("config");
         for args in [
             &["vlib", "init", "--time-scale", "0", "--capacity", "64GiB"][..],
             &["tape", "load", "--drive", "lto9"][..],
+            // Labelled (and the catalogue created) before the timed run.
+            &["volume", "label", "--drive", "lto9"][..],
         ] {
             let o = tapedeck(&home).args(args).output().expect("run");
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -175,39 +195,45 @@ fn main() {
         let _ = fs::remove_file(&out);
     };
     let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let cat = median(runs, rm_out, || {
-        sh(&format!("cat {} > {}", list.join(" "), out.display()))
-    });
-    let mbuffer = have("mbuffer").then(|| {
-        median(runs, rm_out, || {
+    let with_mbuffer = have("mbuffer");
+    fresh_library();
+    let mut contenders = vec![
+        contender(rm_out, || {
+            sh(&format!("cat {} > {}", list.join(" "), out.display()))
+        }),
+        contender(rm_out, || {
+            let mut c = tapedeck(&home);
+            c.args(["backup", "--memory-buffer", "1GiB", "--device"])
+                .arg(&out)
+                .arg(&src);
+            c
+        }),
+        contender(
+            || {
+                rm_out();
+                fresh_library();
+            },
+            || {
+                let mut c = tapedeck(&home);
+                c.args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB"])
+                    .arg(&src);
+                c
+            },
+        ),
+    ];
+    if with_mbuffer {
+        contenders.push(contender(rm_out, || {
             sh(&format!(
                 "tar -cf - -C {} . | mbuffer -q -m 1G -o {}",
                 src.display(),
                 out.display()
             ))
-        })
-    });
-    fresh_library();
-    let device = median(runs, rm_out, || {
-        let mut c = tapedeck(&home);
-        c.args(["backup", "--memory-buffer", "1GiB", "--device"])
-            .arg(&out)
-            .arg(&src);
-        c
-    });
-    let vtape = median(
-        runs,
-        || {
-            rm_out();
-            fresh_library();
-        },
-        || {
-            let mut c = tapedeck(&home);
-            c.args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB"])
-                .arg(&src);
-            c
-        },
-    );
+        }));
+    }
+    let medians = race(runs, &mut contenders);
+    drop(contenders);
+    let (cat, device, vtape) = (medians[0], medians[1], medians[2]);
+    let mbuffer = medians.get(3).copied();
     let rate = |secs: f64| total as f64 / secs / 1e6;
     println!("  cat FILES > FILE             {:8.0} MB/s", rate(cat));
     if let Some(m) = mbuffer {
@@ -275,20 +301,26 @@ fn main() {
                 drop_caches();
             }
         };
-        let tar = median(runs, before, || {
-            sh(&format!(
-                "tar -cf {} {}",
-                out.display(),
-                small_dir.display()
-            ))
-        });
-        let td = median(runs, before, || {
-            let mut c = tapedeck(&home);
-            c.args(["backup", "--memory-buffer", "256MiB", "--device"])
-                .arg(&out)
-                .arg(&small_dir);
-            c
-        });
+        let medians = race(
+            runs,
+            &mut [
+                contender(before, || {
+                    sh(&format!(
+                        "tar -cf {} {}",
+                        out.display(),
+                        small_dir.display()
+                    ))
+                }),
+                contender(before, || {
+                    let mut c = tapedeck(&home);
+                    c.args(["backup", "--memory-buffer", "256MiB", "--device"])
+                        .arg(&out)
+                        .arg(&small_dir);
+                    c
+                }),
+            ],
+        );
+        let (tar, td) = (medians[0], medians[1]);
         let fps = |secs: f64| small_files as f64 / secs;
         let ratio = tar / td;
         let target = if drop { 2.0 } else { 1.0 };

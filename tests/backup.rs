@@ -142,6 +142,17 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
         .to_string();
     assert_eq!(big["blake3"], expected);
 
+    // Small files are hashed by the readers: the same hash.
+    let note = src.join("docs/note07.txt");
+    let small = lines
+        .iter()
+        .find(|l| l["path"] == format!("{}", note.display()))
+        .expect("note07.txt in the index");
+    assert_eq!(
+        small["blake3"],
+        blake3::hash(&fs::read(&note).unwrap()).to_hex().to_string()
+    );
+
     // The recorded position points at the member's header in the tape file.
     let seg = &big["segments"][0];
     let block = seg["block"].as_u64().unwrap();

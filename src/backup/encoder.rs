@@ -348,11 +348,17 @@ fn encode_one(
             header.set_size(entry.size);
             builder.append_data(&mut header, name, io::empty())?;
             let mut hasher = blake3::Hasher::new();
+            let mut small_hash = None;
             let stored = match content {
-                Content::Small { data, error } => {
+                Content::Small {
+                    data,
+                    error,
+                    blake3,
+                } => {
                     let n = data.len().min(entry.size as usize);
-                    hasher.update(&data[..n]);
                     builder.get_mut().write_all(&data[..n])?;
+                    // The reader hashed exactly what it read (never more than the size).
+                    small_hash = Some(blake3);
                     if let Some(e) = error {
                         integrity = Integrity::Damaged(format!("read error after {n} bytes: {e}"));
                     }
@@ -393,7 +399,7 @@ fn encode_one(
             }
             let pad = (512 - entry.size % 512) % 512;
             builder.get_mut().zeros(pad)?;
-            hash = Some(*hasher.finalize().as_bytes());
+            hash = Some(small_hash.unwrap_or_else(|| *hasher.finalize().as_bytes()));
         }
         EntryKind::Dir => {
             header.set_entry_type(EntryType::Directory);

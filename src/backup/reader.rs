@@ -36,10 +36,12 @@ pub enum Content {
     /// Not a regular file, or an empty one: nothing to read.
     None,
     /// The whole file as read, with the error if reading failed part-way (the bytes read
-    /// before the error are kept).
+    /// before the error are kept), and the BLAKE3 hash of `data`, computed by the reader
+    /// so that hashing small files runs in parallel, off the encoder's thread.
     Small {
         data: Vec<u8>,
         error: Option<std::io::Error>,
+        blake3: [u8; 32],
     },
     /// Larger than the small-file limit: the caller opens and streams it itself.
     Large,
@@ -394,7 +396,12 @@ fn read_small(path: &Path, size: u64) -> Content {
     match open_regular(path) {
         Ok(file) => {
             let (data, error) = read_at_most(file, size);
-            Content::Small { data, error }
+            let blake3 = *blake3::hash(&data).as_bytes();
+            Content::Small {
+                data,
+                error,
+                blake3,
+            }
         }
         Err(e) => Content::Unreadable(e),
     }
@@ -458,7 +465,7 @@ mod tests {
             assert!(p.stats().held_bytes <= budget);
             let e = &entries[i];
             match content {
-                Content::Small { data, error } => {
+                Content::Small { data, error, .. } => {
                     assert!(error.is_none());
                     assert_eq!(data, fs::read(&e.path).unwrap(), "{}", e.name);
                 }
@@ -516,7 +523,9 @@ mod tests {
             let what = match content {
                 Content::None => "none".to_string(),
                 Content::Large => "large".to_string(),
-                Content::Small { data, error: None } => String::from_utf8(data).unwrap(),
+                Content::Small {
+                    data, error: None, ..
+                } => String::from_utf8(data).unwrap(),
                 other => panic!("{other:?}"),
             };
             let base = entries[i]
@@ -590,7 +599,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match take("shrank") {
-            Content::Small { data, error } => {
+            Content::Small { data, error, .. } => {
                 assert_eq!(data, b"0123");
                 assert!(error.is_none());
             }

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tapedeck::backup::flow::FlowPolicy;
@@ -267,19 +266,20 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
 /// Runs `work` while a progress bar (on a terminal) or periodic log lines show the
 /// telemetry.
 fn with_progress<T>(args: &BackupArgs, telemetry: &Arc<Telemetry>, work: impl FnOnce() -> T) -> T {
-    let done = Arc::new(AtomicBool::new(false));
+    // The watcher ticks until `done` is dropped, without waiting out a tick at the end.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let show_bar = std::io::stderr().is_terminal() && !args.json;
     let watcher = {
-        let (done, telemetry) = (done.clone(), telemetry.clone());
-        std::thread::spawn(move || watch(&telemetry, &done, show_bar))
+        let telemetry = telemetry.clone();
+        std::thread::spawn(move || watch(&telemetry, &finished, show_bar))
     };
     let result = work();
-    done.store(true, Ordering::SeqCst);
+    drop(done);
     let _ = watcher.join();
     result
 }
 
-fn watch(telemetry: &Telemetry, done: &AtomicBool, show_bar: bool) {
+fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_bar: bool) {
     use indicatif::{ProgressBar, ProgressStyle};
     let bar = if show_bar {
         let bar = ProgressBar::new(0);
@@ -294,8 +294,9 @@ fn watch(telemetry: &Telemetry, done: &AtomicBool, show_bar: bool) {
         None
     };
     let mut ticks = 0u64;
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        finished.recv_timeout(Duration::from_millis(200))
+    {
         ticks += 1;
         let s = telemetry.snapshot();
         let fill = if s.buffer_capacity > 0 {
