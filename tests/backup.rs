@@ -606,3 +606,25 @@ fn device_streams_into_a_fifo_and_to_stdout() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(summary["status"], "complete");
 }
+
+#[test]
+fn a_large_buffer_takes_memory_only_as_it_fills() {
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    let src = home.path().join("one");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"small").unwrap();
+    let out = home
+        .cmd()
+        .args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB", "--json"])
+        .arg(&src)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["buffer"], 1u64 << 30);
+    let peak = summary["peak_memory"].as_u64().unwrap();
+    assert!(peak < 256 << 20, "peak memory {peak} for a 1 GiB buffer holding one file");
+}

@@ -22,7 +22,7 @@ const PAD_ON_INTERRUPT_LIMIT: u64 = 256 << 20;
 /// Writes the tar stream into the ring, one block at a time.
 pub struct BlockSink {
     ring: Arc<Ring>,
-    current: Option<Vec<u8>>,
+    current: Option<memmap2::MmapMut>,
     pos: usize,
     written: u64,
     /// Once the stream is ended, further bytes (the tar builder's own end marker when it

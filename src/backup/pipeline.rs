@@ -280,6 +280,8 @@ pub fn run(
             block_size,
         } => (Sink::Stream(out), name, block_size, None),
     };
+    // The buffer is mapped before the backup is recorded: if that fails, nothing started.
+    let ring = Arc::new(Ring::new(req.buffer, block_size as usize)?);
     let cat_for_tape = if tape.is_some() { cat.take() } else { None };
     let mut cat = cat_for_tape;
     let backup_id = match (&mut cat, &tape) {
@@ -324,7 +326,6 @@ pub fn run(
             block: *first_block,
         });
     }
-    let ring = Arc::new(Ring::new(req.buffer, block_size as usize));
     telemetry.update(|s| {
         s.drive = drive_name.clone();
         s.volume = tape.as_ref().map(|t| t.0.label.clone());

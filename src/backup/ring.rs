@@ -1,8 +1,11 @@
 //! The ring buffer between the tar encoder and the writer: a fixed set of tape blocks
 //! allocated once, handed to the encoder empty and to the writer full, then recycled.
-//! Blocks move as owned `Vec`s (no copying, no `unsafe`); the free list is a stack, so a
+//! Each block is its own anonymous memory map, so the kernel gives it pages only when it
+//! is first written (a heap allocation may be zeroed, and so committed, up front), and
+//! blocks move as owned values (no copying, no `unsafe`). The free list is a stack: a
 //! buffer that never fills touches only the memory it uses.
 
+use memmap2::MmapMut;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -11,11 +14,11 @@ use std::time::Duration;
 /// A full block on its way to the drive.
 #[derive(Debug)]
 pub struct Block {
-    pub data: Vec<u8>,
+    pub data: MmapMut,
 }
 
 struct State {
-    free: Vec<Vec<u8>>,
+    free: Vec<MmapMut>,
     full: VecDeque<Block>,
     /// The encoder will put no more blocks.
     input_done: bool,
@@ -39,12 +42,14 @@ pub enum Closed {
 }
 
 impl Ring {
-    /// A ring of `capacity / block` blocks of `block` bytes. The blocks are allocated
-    /// here, zeroed lazily by the kernel as they are first used.
-    pub fn new(capacity: u64, block: usize) -> Ring {
+    /// A ring of `capacity / block` blocks of `block` bytes. The blocks are mapped here;
+    /// the kernel provides (zeroed) pages as they are first used.
+    pub fn new(capacity: u64, block: usize) -> std::io::Result<Ring> {
         let blocks = (capacity / block as u64).max(2) as usize;
-        let free = (0..blocks).map(|_| vec![0u8; block]).collect();
-        Ring {
+        let free = (0..blocks)
+            .map(|_| MmapMut::map_anon(block))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Ring {
             state: Mutex::new(State {
                 free,
                 full: VecDeque::with_capacity(blocks),
@@ -55,7 +60,7 @@ impl Ring {
             block,
             blocks,
             produced: AtomicU64::new(0),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -82,7 +87,7 @@ impl Ring {
     }
 
     /// An empty block for the encoder, waiting while the ring is full.
-    pub fn take_empty(&self) -> Result<Vec<u8>, Closed> {
+    pub fn take_empty(&self) -> Result<MmapMut, Closed> {
         let mut st = self.lock();
         loop {
             if st.output_closed {
@@ -96,7 +101,7 @@ impl Ring {
     }
 
     /// Hands a filled block to the writer.
-    pub fn put_full(&self, data: Vec<u8>) -> Result<(), Closed> {
+    pub fn put_full(&self, data: MmapMut) -> Result<(), Closed> {
         let mut st = self.lock();
         if st.output_closed {
             st.free.push(data);
@@ -159,7 +164,7 @@ mod tests {
 
     #[test]
     fn blocks_go_round_in_order_and_are_recycled() {
-        let ring = Arc::new(Ring::new(4 * 1024, 1024));
+        let ring = Arc::new(Ring::new(4 * 1024, 1024).unwrap());
         let producer = {
             let ring = ring.clone();
             std::thread::spawn(move || {
@@ -190,7 +195,7 @@ mod tests {
 
     #[test]
     fn closing_the_output_releases_a_waiting_producer() {
-        let ring = Arc::new(Ring::new(2 * 1024, 1024));
+        let ring = Arc::new(Ring::new(2 * 1024, 1024).unwrap());
         for _ in 0..2 {
             let b = ring.take_empty().unwrap();
             ring.put_full(b).unwrap();
@@ -201,7 +206,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(20));
         ring.close_output();
-        assert_eq!(waiter.join().unwrap(), Err(Closed::Output));
+        assert!(matches!(waiter.join().unwrap(), Err(Closed::Output)));
         assert_eq!(ring.fill(), 0);
     }
 }
