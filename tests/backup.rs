@@ -616,7 +616,14 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
     fs::write(src.join("f"), b"small").unwrap();
     let out = home
         .cmd()
-        .args(["backup", "--drive", "lto9", "--memory-buffer", "1GiB", "--json"])
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "1GiB",
+            "--json",
+        ])
         .arg(&src)
         .assert()
         .success()
@@ -626,5 +633,8 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
     let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(summary["buffer"], 1u64 << 30);
     let peak = summary["peak_memory"].as_u64().unwrap();
-    assert!(peak < 256 << 20, "peak memory {peak} for a 1 GiB buffer holding one file");
+    assert!(
+        peak < 256 << 20,
+        "peak memory {peak} for a 1 GiB buffer holding one file"
+    );
 }

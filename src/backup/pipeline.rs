@@ -83,7 +83,7 @@ pub struct Summary {
     /// Not saved: the file shrank or failed part-way while it was read.
     pub damaged: u64,
     pub elapsed_secs: f64,
-    /// Average rate while writing, bytes/s.
+    /// Average rate from the first block written until all was on tape, bytes/s.
     pub average_rate: f64,
     /// Lowest one-second write rate while streaming, bytes/s.
     pub min_streaming_rate: Option<f64>,
@@ -579,6 +579,7 @@ pub fn run(
         bytes: tape_bytes,
         stops,
         streaming_secs,
+        first_write,
         min_streaming_rate,
         tape_error,
     } = outcome;
@@ -714,13 +715,7 @@ pub fn run(
         changed,
         damaged,
         elapsed_secs: elapsed,
-        average_rate: if streaming_secs > 0.0 {
-            tape_bytes as f64 / streaming_secs
-        } else if elapsed > 0.0 {
-            tape_bytes as f64 / elapsed
-        } else {
-            0.0
-        },
+        average_rate: average_rate(tape_bytes, first_write, elapsed),
         min_streaming_rate,
         writer_stops: stops,
         repositions,
@@ -729,6 +724,18 @@ pub fn run(
         peak_memory: peak_memory(),
         error,
     })
+}
+
+/// Bytes per second from the first block written until everything was on tape (the final
+/// filemark waits for the drive's cache), so a drive cache that swallows a small backup
+/// at once does not show as an impossible rate.
+fn average_rate(bytes: u64, first_write: Option<Instant>, elapsed: f64) -> f64 {
+    let secs = first_write.map_or(elapsed, |t| t.elapsed().as_secs_f64());
+    if secs > 0.0 {
+        bytes as f64 / secs
+    } else {
+        0.0
+    }
 }
 
 fn update_eta(telemetry: &Telemetry, started: Instant) {

@@ -41,6 +41,8 @@ pub struct WriterOutcome {
     pub stops: u64,
     /// Seconds spent writing (from the first block to the last).
     pub streaming_secs: f64,
+    /// When the first block was written.
+    pub first_write: Option<Instant>,
     /// The lowest write rate over any whole second in which the writer did not wait for
     /// input, bytes/s.
     pub min_streaming_rate: Option<f64>,
@@ -224,6 +226,7 @@ pub fn run(
         bytes,
         stops: flow.stops(),
         streaming_secs: first_write.map_or(0.0, |f| last_write - f),
+        first_write: first_write.map(|f| clock + Duration::from_secs_f64(f)),
         min_streaming_rate: window.min,
         tape_error,
     }

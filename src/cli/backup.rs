@@ -366,7 +366,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         s.damaged
     );
     eprintln!(
-        "  written   {} in {:.1} s, average {} while streaming, minimum {}",
+        "  written   {} in {:.1} s, average {} onto tape, lowest one-second rate while streaming {}",
         format_size(s.tape_bytes),
         s.elapsed_secs,
         format_rate(s.average_rate),
