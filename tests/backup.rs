@@ -638,3 +638,41 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
         "peak memory {peak} for a 1 GiB buffer holding one file"
     );
 }
+
+#[test]
+fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent() {
+    let home = Home::new();
+    slow_library(&home);
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 60, 1 << 20);
+    let child = spawn_backup(&home, &src);
+    wait_for_data(&home);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted again"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "aborted", "{summary}");
+    // Every member recorded lies inside what was written.
+    let tape_bytes = summary["tape_bytes"].as_u64().unwrap();
+    let db = rusqlite::Connection::open(home.db()).unwrap();
+    let last_block: Option<i64> = db
+        .query_row("SELECT MAX(first_block) FROM backup_volumes", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(last_block, Some(2));
+    let on_tape = fs::metadata(cartridge(&home).join("00001.tar"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        on_tape, tape_bytes,
+        "the tape file holds exactly what was written"
+    );
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "appendable", "{volume}");
+}

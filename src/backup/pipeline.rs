@@ -468,7 +468,7 @@ pub fn run(
     let mut scan_skips_seen = 0usize;
     let mut scan_done = false;
     let mut next_index = 0usize;
-    let mut interrupt_seen = 0u8;
+    let mut interrupt_seen = false;
     if let (Some(c), Some(id)) = (cat.as_deref_mut(), backup_id) {
         recorder.batch = Some(c.file_batch(id));
     }
@@ -499,12 +499,10 @@ pub fn run(
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            let level = u8::from(interrupt.requested()) + u8::from(interrupt.hard());
-            if level > interrupt_seen {
-                interrupt_seen = level;
-                events.send(Event::Interrupted {
-                    hard: interrupt.hard(),
-                });
+            // The first interrupt is told here; the writer tells the second.
+            if interrupt.requested() && !interrupt_seen {
+                interrupt_seen = true;
+                events.send(Event::Interrupted { hard: false });
             }
             recorder.record_up_to(progress.bytes(), &events)?;
             // Entries before the oldest one still to be recorded are done with.
@@ -619,6 +617,9 @@ pub fn run(
     let mut repositions = None;
     let mut index_bytes = 0u64;
     let mut tape_files_now = tape_file + 1;
+    // The drive is kept until the catalogue is updated: closing it can wait for the
+    // drive to write out its cache.
+    let mut drive_kept = None;
     if let Sink::Tape(mut drive) = sink {
         // The index goes after the data when the data's tape file closed cleanly.
         if matches!(writer_end, WriterEnd::Drained) {
@@ -653,6 +654,7 @@ pub fn run(
             }
         }
         repositions = drive.repositions();
+        drive_kept = Some(drive);
     }
     if let (Some(c), Some(id), Some((volume, _, _))) = (cat, backup_id, &tape) {
         if let Some(e) = &tape_error {
@@ -700,6 +702,7 @@ pub fn run(
         uuid: uuid.clone(),
         status: status.as_str().to_string(),
     });
+    drop(drive_kept);
     let elapsed = started.elapsed().as_secs_f64();
     Ok(Summary {
         uuid,
@@ -742,12 +745,19 @@ fn update_eta(telemetry: &Telemetry, started: Instant) {
     let elapsed = started.elapsed().as_secs_f64();
     telemetry.update(|s| {
         s.elapsed_secs = elapsed;
-        let rate = if elapsed > 0.0 {
-            s.bytes_read as f64 / elapsed
+        if elapsed > 0.0 {
+            s.input_rate = s.bytes_read as f64 / elapsed;
+        }
+        // What is left to write at the drive's rate over the last second (its cache
+        // takes the first gigabyte at once, so the session's average would flatter it).
+        let rate = if s.write_rate > 0.0 {
+            s.write_rate
+        } else if elapsed > 0.0 {
+            s.bytes_written as f64 / elapsed
         } else {
             0.0
         };
-        s.input_rate = rate;
-        s.eta_secs = (rate > 0.0).then(|| s.bytes_total.saturating_sub(s.bytes_read) as f64 / rate);
+        s.eta_secs =
+            (rate > 0.0).then(|| s.bytes_total.saturating_sub(s.bytes_written) as f64 / rate);
     });
 }

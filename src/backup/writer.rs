@@ -139,6 +139,7 @@ pub fn run(
     let mut tape_error = None;
     let end = loop {
         if interrupt.hard() {
+            events.send(Event::Interrupted { hard: true });
             break WriterEnd::Aborted;
         }
         let t = now();

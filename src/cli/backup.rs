@@ -285,7 +285,7 @@ fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_b
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+                "{spinner} [{elapsed_precise}] {bar:24} {bytes}/{total_bytes} {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -317,8 +317,9 @@ fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_b
         );
         match &bar {
             Some(bar) => {
-                bar.set_length(s.bytes_total);
-                bar.set_position(s.bytes_read);
+                // On tape, not read: reading runs ahead by the buffer and the drive cache.
+                bar.set_length(s.bytes_total.max(s.bytes_written));
+                bar.set_position(s.bytes_written);
                 bar.set_message(line);
             }
             None if ticks % 50 == 0 => tracing::info!(
