@@ -116,6 +116,11 @@ pub fn resolve(config: &Config, name: Option<&str>) -> Result<DriveSpec, LookupE
 }
 
 impl DriveSpec {
+    /// Whether the drive is in the virtual library (whose changer tapedeck drives).
+    pub fn is_virtual(&self) -> bool {
+        matches!(self.kind, DriveKind::Virtual { .. })
+    }
+
     /// The rates the drive streams at (speed-matching floor to native), in bytes per
     /// second of real time, and its cache in bytes: from the configured model of a real
     /// drive, or the virtual drive's model at the library's time scale. `None` when

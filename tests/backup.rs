@@ -222,8 +222,20 @@ fn a_buffer_larger_than_memory_allows_is_refused_with_the_figures() {
 }
 
 #[test]
-fn a_tape_of_another_pool_is_refused() {
-    let home = Home::with_fast_vlib();
+fn without_a_fitting_cartridge_a_pool_backup_is_refused_with_the_reasons() {
+    let home = Home::new();
+    // One slot: one LTO-9 cartridge, labelled for another pool.
+    home.run(&[
+        "vlib",
+        "init",
+        "--time-scale",
+        "0",
+        "--slots",
+        "1",
+        "--drives",
+        "lto9",
+    ])
+    .success();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     home.run(&["pool", "create", "--name", "daily", "--retention", "7"])
@@ -239,14 +251,15 @@ fn a_tape_of_another_pool_is_refused() {
         "90",
     ])
     .success();
-    home.run(&["volume", "label", "--drive", "lto9", "--pool", "daily"])
+    home.run(&["volume", "label", "--drive", "lto9", "--pool", "monthly"])
         .success();
     home.cmd()
-        .args(["backup", "--drive", "lto9", "--pool", "monthly"])
+        .args(["backup", "--drive", "lto9", "--pool", "daily"])
         .arg(&src)
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("belongs to pool daily"));
+        .stderr(predicates::str::contains("belongs to pool monthly"))
+        .stderr(predicates::str::contains("no cartridge in the library"));
     assert!(!cartridge(&home).join("00001.tar").exists());
 }
 
@@ -675,4 +688,85 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
     );
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "appendable", "{volume}");
+}
+
+fn backup_to_pool(home: &Home, pool: &str, src: &Path) -> (serde_json::Value, String) {
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--pool",
+            pool,
+            "--memory-buffer",
+            "8MiB",
+        ])
+        .arg("--json")
+        .arg(src)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_pool_backup_loads_a_cartridge_from_the_library_and_keeps_filling_it() {
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 3, 1000);
+    home.run(&["pool", "create", "--name", "daily", "--retention", "7"])
+        .success();
+    // Nothing in the drive: the first blank cartridge is loaded and labelled into the pool.
+    let (first, stderr) = backup_to_pool(&home, "daily", &src);
+    assert_eq!(first["volume"], "TD0001L9", "{first}");
+    assert!(stderr.contains("Loaded TD0001L9"), "{stderr}");
+    // The next backup appends to it without moving anything.
+    let (second, stderr) = backup_to_pool(&home, "daily", &src);
+    assert_eq!(second["volume"], "TD0001L9");
+    assert_eq!(second["tape_file"], 3);
+    assert!(!stderr.contains("Loaded"), "{stderr}");
+}
+
+#[test]
+fn a_tape_of_another_pool_is_put_back_and_a_fitting_one_loaded() {
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 3, 1000);
+    for (name, days) in [("daily", "7"), ("monthly", "90")] {
+        home.run(&["pool", "create", "--name", name, "--retention", days])
+            .success();
+    }
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    home.run(&["volume", "label", "--drive", "lto9", "--pool", "monthly"])
+        .success();
+    let (summary, stderr) = backup_to_pool(&home, "daily", &src);
+    assert_eq!(summary["volume"], "TD0002L9", "{summary} {stderr}");
+    assert!(stderr.contains("Unloaded TD0001L9"), "{stderr}");
+    // The monthly tape was not written.
+    let monthly = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(monthly["status"], "empty", "{monthly}");
+    assert_eq!(monthly["pool"], "monthly");
+}
+
+#[test]
+fn an_expired_full_volume_of_the_pool_is_recycled_before_a_blank_is_started() {
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 3, 1000);
+    // Retention 0: data is unprotected as soon as the backup ends.
+    home.run(&["pool", "create", "--name", "scratchy", "--retention", "0"])
+        .success();
+    let (first, _) = backup_to_pool(&home, "scratchy", &src);
+    assert_eq!(first["volume"], "TD0001L9");
+    home.catalog()
+        .set_volume_status("TD0001L9", tapedeck::catalog::VolumeStatus::Full, None)
+        .unwrap();
+    let (again, stderr) = backup_to_pool(&home, "scratchy", &src);
+    assert_eq!(again["volume"], "TD0001L9", "{again} {stderr}");
+    assert_eq!(again["tape_file"], 1, "written from the start again");
+    assert!(stderr.contains("Relabelled TD0001L9"), "{stderr}");
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["passes"], 2, "{volume}");
 }

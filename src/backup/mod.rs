@@ -1,6 +1,7 @@
 //! The backup pipeline: scan -> parallel readers -> tar encoder -> ring buffer -> one
 //! writer thread per drive -> catalogue.
 
+pub mod allocate;
 pub mod encoder;
 pub mod entries;
 pub mod flow;

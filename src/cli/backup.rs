@@ -231,7 +231,15 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         )? {
             eprintln!("Labelled the blank cartridge in {} as {label}.", spec.name);
         }
-        let target = volume::prepare(drive, &mut cat, args.pool.as_deref(), requested_block)?;
+        let target = match volume::prepare(drive, &mut cat, args.pool.as_deref(), requested_block) {
+            Ok(t) => t,
+            // The tape in the drive will not do: with a pool and a changer, find one that will.
+            Err(e) if e.is_bad_input() && args.pool.is_some() && spec.is_virtual() => {
+                let pool = args.pool.as_deref().unwrap_or_default();
+                allocate_volume(&spec, &mut cat, pool, block, requested_block, e)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         req.buffer = memory::buffer_size(requested_buffer, available, target.block_size as u64)
             .map_err(tapedeck::backup::BackupError::from)?;
         if req.pool.is_none() {
@@ -261,6 +269,103 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             summary.error.as_deref().unwrap_or("unknown error")
         )),
     }
+}
+
+/// Loads the best cartridge of the changer for a backup of `pool` (see
+/// [`tapedeck::backup::allocate`]) and returns it positioned for appending. `first` is why
+/// the tape in the drive would not do.
+fn allocate_volume(
+    spec: &drives::DriveSpec,
+    cat: &mut tapedeck::catalog::Catalog,
+    pool: &str,
+    block: u32,
+    requested_block: Option<u32>,
+    first: tapedeck::backup::BackupError,
+) -> Result<volume::TapeTarget> {
+    use tapedeck::backup::allocate::{self, Fit};
+    use tapedeck::tape::Changer;
+    let (lib, drive_element) = super::changer::changer_of(spec)?;
+    let inventory = lib.changer().inventory()?;
+    let candidates = allocate::candidates(
+        cat,
+        pool,
+        &inventory,
+        drive_element,
+        tapedeck::catalog::now(),
+    )?;
+    let mut refused = vec![format!("the tape in {}: {first}", spec.name)];
+    for c in candidates {
+        if c.element == drive_element {
+            if matches!(c.fit, Fit::Append | Fit::Empty | Fit::Scratch) {
+                continue; // the tape just refused
+            }
+            // Already in the drive: it only needs relabelling.
+        } else {
+            if let Some((barcode, slot)) = super::changer::unload_into(spec, None)? {
+                eprintln!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
+            }
+            lib.changer().move_medium(c.element, drive_element)?;
+            eprintln!(
+                "Loaded {} from {} into {}: {}.",
+                c.barcode,
+                c.element,
+                spec.name,
+                c.fit.describe()
+            );
+        }
+        let mut drive = spec.open()?;
+        // A cartridge that cannot be prepared (wrong generation, not blank, ...) is passed
+        // over with the reason; the next one is tried.
+        let prepared: Result<()> = (|| {
+            match c.fit {
+                Fit::Recycle => {
+                    let label = c.label.clone().unwrap_or_else(|| c.barcode.clone());
+                    let v = cat.volume(&label)?;
+                    cat.check_overwritable(&v, false)?;
+                    let cartridge = super::catalog::virtual_cartridge(&spec.kind, &spec.name)?;
+                    let block = v.block_size.map_or(block, |b| b as u32);
+                    super::catalog::write_new_label(
+                        drive.as_mut(),
+                        cat,
+                        spec,
+                        &label,
+                        cartridge.as_ref(),
+                        Some(pool),
+                        block,
+                    )?;
+                    eprintln!("Relabelled {label}: its expired data is given up.");
+                }
+                Fit::Unknown => {
+                    let labelled = super::catalog::label_if_blank(
+                        drive.as_mut(),
+                        cat,
+                        spec,
+                        Some(pool),
+                        block,
+                    )?;
+                    match labelled {
+                        Some(label) => eprintln!("Labelled the blank cartridge as {label}."),
+                        None => return Err(bad_input("not blank")),
+                    }
+                }
+                Fit::Append | Fit::Empty | Fit::Scratch => {}
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            refused.push(format!("{}: {}", c.barcode, super::describe(&e)));
+            continue;
+        }
+        match volume::prepare(drive, cat, Some(pool), requested_block) {
+            Ok(t) => return Ok(t),
+            Err(e) if e.is_bad_input() => refused.push(format!("{}: {e}", c.barcode)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(bad_input(format!(
+        "no cartridge in the library can take a backup of pool {pool} ({})",
+        refused.join("; ")
+    )))
 }
 
 /// Runs `work` while a progress bar (on a terminal) or periodic log lines show the

@@ -239,7 +239,10 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
 }
 
 /// Barcode, media and capacity of the cartridge in a virtual drive.
-fn virtual_cartridge(kind: &DriveKind, drive: &str) -> Result<Option<(String, String, u64)>> {
+pub(super) fn virtual_cartridge(
+    kind: &DriveKind,
+    drive: &str,
+) -> Result<Option<(String, String, u64)>> {
     let DriveKind::Virtual { library, .. } = kind else {
         return Ok(None);
     };
@@ -258,7 +261,7 @@ fn virtual_cartridge(kind: &DriveKind, drive: &str) -> Result<Option<(String, St
 }
 
 /// Writes a new label at BOT and records it: the volume starts empty.
-fn write_new_label(
+pub(super) fn write_new_label(
     drive: &mut dyn tapedeck::tape::TapeDrive,
     cat: &mut Catalog,
     spec: &drives::DriveSpec,

@@ -41,7 +41,7 @@ pub struct MoveArgs {
 }
 
 /// The virtual library a drive belongs to, and the drive's element.
-fn changer_of(spec: &DriveSpec) -> Result<(Library, Element)> {
+pub(super) fn changer_of(spec: &DriveSpec) -> Result<(Library, Element)> {
     match &spec.kind {
         DriveKind::Virtual { library, .. } => {
             let lib = Library::open(library)?;
@@ -86,12 +86,24 @@ pub fn load(args: LoadArgs, config: &Config) -> Result<()> {
 
 pub fn unload(args: UnloadArgs, config: &Config) -> Result<()> {
     let spec = drives::resolve(config, args.drive.as_deref())?;
-    let (lib, element) = changer_of(&spec)?;
+    match unload_into(&spec, args.slot)? {
+        Some((barcode, slot)) => {
+            println!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
+            Ok(())
+        }
+        None => Err(bad_input(format!("{} is empty", spec.name))),
+    }
+}
+
+/// Ejects the drive's cartridge and puts it into `slot` (default: where it came from, else
+/// the first empty slot). Returns its barcode and slot, or `None` if the drive was empty.
+pub(super) fn unload_into(spec: &DriveSpec, slot: Option<u32>) -> Result<Option<(String, u32)>> {
+    let (lib, element) = changer_of(spec)?;
     let file = lib.read()?;
     let Some(barcode) = file.at(element)?.cloned() else {
-        return Err(bad_input(format!("{} is empty", spec.name)));
+        return Ok(None);
     };
-    let target = match args.slot {
+    let target = match slot {
         Some(s) => s,
         None => home_slot(&file, element)
             .ok_or_else(|| bad_input("no empty storage slot to unload into"))?,
@@ -99,8 +111,7 @@ pub fn unload(args: UnloadArgs, config: &Config) -> Result<()> {
     // Rewind and eject first (a filemark is written if the last thing done was a write).
     spec.open()?.unload()?;
     lib.changer().move_medium(element, Element::Slot(target))?;
-    println!("Unloaded {barcode} from {} into slot {target}.", spec.name);
-    Ok(())
+    Ok(Some((barcode, target)))
 }
 
 /// Where a drive's cartridge goes back to: its source slot if empty, else the first empty.
