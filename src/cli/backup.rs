@@ -41,7 +41,8 @@ pub struct BackupArgs {
     /// The drive [default: $TAPEDECK_DRIVE, default_drive, else the first drive]
     #[arg(long, short, env = "TAPEDECK_DRIVE")]
     drive: Option<String>,
-    /// Only write to a volume of this pool (an unpooled volume joins it)
+    /// Only write to a volume of this pool (an empty unpooled volume joins it); in a
+    /// library, a fitting cartridge is loaded when the drive holds none
     #[arg(long)]
     pool: Option<String>,
     /// Name of the job this backup belongs to (created on first use)
@@ -71,8 +72,14 @@ pub struct BackupArgs {
     /// How the buffer is drained into the drive [default: [buffer] flow, adaptive]
     #[arg(long, value_enum)]
     flow: Option<FlowPolicy>,
-    /// Parallel readers that prefetch small files [default: [buffer] readers, 8]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Parallel readers that prefetch small files (pytp's --max-concurrent-tars)
+    /// [default: [buffer] readers, 8]
+    #[arg(
+        long,
+        value_parser = clap::value_parser!(u16).range(1..=256),
+        alias = "max-concurrent-tars",
+        alias = "max_concurrent_tars"
+    )]
     readers: Option<u16>,
     /// Print the summary as JSON
     #[arg(long)]
