@@ -280,8 +280,23 @@ pub fn run(
             block_size,
         } => (Sink::Stream(out), name, block_size, None),
     };
-    // The buffer is mapped before the backup is recorded: if that fails, nothing started.
+    // The buffer and the index spool are made before the backup is recorded: if that
+    // fails, nothing started.
     let ring = Arc::new(Ring::new(req.buffer, block_size as usize)?);
+    let index = match tape {
+        Some(_) => Some(IndexWriter::new(&IndexHeader {
+            format: 1,
+            uuid: &uuid,
+            job: req.job.as_deref(),
+            label: req.label.as_deref(),
+            kind: "full",
+            parent: None,
+            started: catalog::format_time(started_at),
+            tapedeck: env!("CARGO_PKG_VERSION"),
+            block_size,
+        })?),
+        None => None,
+    };
     let cat_for_tape = if tape.is_some() { cat.take() } else { None };
     let mut cat = cat_for_tape;
     let backup_id = match (&mut cat, &tape) {
@@ -440,7 +455,7 @@ pub fn run(
     let mut recorder = Recorder {
         entries: Cursor::new(entries.clone()),
         batch: None,
-        index: None,
+        index,
         volume: tape.as_ref().map(|t| (t.0.id, t.0.label.clone())),
         tape_file: tape.as_ref().map_or(0, |t| t.1),
         first_block: tape.as_ref().map_or(0, |t| t.2),
@@ -451,19 +466,6 @@ pub fn run(
         changed: 0,
         damaged: 0,
     };
-    if tape.is_some() {
-        recorder.index = Some(IndexWriter::new(&IndexHeader {
-            format: 1,
-            uuid: &uuid,
-            job: req.job.as_deref(),
-            label: req.label.as_deref(),
-            kind: "full",
-            parent: None,
-            started: catalog::format_time(started_at),
-            tapedeck: env!("CARGO_PKG_VERSION"),
-            block_size,
-        })?);
-    }
     let mut skipped = 0u64;
     let mut scan_skips_seen = 0usize;
     let mut scan_done = false;
