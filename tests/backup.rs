@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Home;
+use common::{many_files, slow_library, Home};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -337,30 +337,6 @@ fn device_writes_the_bare_tar_stream() {
     let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
     assert!(list.status.success());
     assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
-}
-
-/// A library whose LTO-9 drive writes at about 4 MB/s and has a small cache, so a backup
-/// of a few tens of MB takes long enough to interrupt.
-fn slow_library(home: &Home) {
-    home.run(&["vlib", "init", "--time-scale", "0.01"])
-        .success();
-    let path = home.vlib().join("library.json");
-    let mut lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    for d in lib["drives"].as_array_mut().unwrap() {
-        d["model"]["cache"] = serde_json::json!(2 << 20);
-    }
-    fs::write(&path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
-}
-
-fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
-    let src = root.join("many");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..n {
-        let data: Vec<u8> = (0..size).map(|j| ((i * 7 + j) % 253) as u8).collect();
-        fs::write(src.join(format!("f{i:03}")), data).unwrap();
-    }
-    src
 }
 
 fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {

@@ -1,0 +1,110 @@
+//! The real binary in a real terminal (tmux): what an operator at the console sees.
+//!
+//! Needs tmux. Without it the test says so and passes, unless TAPEDECK_REQUIRE_TMUX=1
+//! (set by `.ci/run`, which installs tmux), where a missing tmux is a failure.
+
+mod common;
+
+use common::{many_files, slow_library, Home};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux").args(args).output().expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have_tmux() -> bool {
+    let found = Command::new("tmux").arg("-V").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("TAPEDECK_REQUIRE_TMUX").as_deref() != Ok("1"),
+            "tmux is required (TAPEDECK_REQUIRE_TMUX=1): apt-get install -y tmux"
+        );
+        eprintln!("tmux not installed: terminal test skipped");
+    }
+    found
+}
+
+/// Kills the tmux session when the test ends, passed or not.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+/// Waits until the pane shows `what`, returning the screen.
+fn wait_for(session: &str, what: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if screen.contains(what) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` did not appear within {secs} s; the screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
+    if !have_tmux() {
+        return;
+    }
+    let home = Home::new();
+    slow_library(&home);
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 60, 1 << 20);
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    let script = format!(
+        "TAPEDECK_HOME='{}' TAPEDECK_CONFIG='{}' '{}' backup --drive lto9 --memory-buffer 4MiB '{}'; \
+         echo EXIT=$?; sleep 60",
+        home.path().display(),
+        home.config().display(),
+        exe.display(),
+        src.display()
+    );
+    let name = format!("tapedeck-test-{}", std::process::id());
+    let session = Session(name.clone());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "160",
+        "-y",
+        "30",
+        "bash",
+        "-c",
+        &script,
+    ]);
+
+    // The progress line: bytes on tape, rate, buffer fill, writer state, ETA, current file.
+    let screen = wait_for(&session.0, "MB/s | buffer", 30);
+    assert!(
+        screen.contains("Streaming") || screen.contains("Waiting"),
+        "{screen}"
+    );
+    assert!(screen.contains("ETA"), "{screen}");
+    assert!(
+        screen.contains("many/f"),
+        "the current file shows: {screen}"
+    );
+
+    // Ctrl-C: the buffer drains, the backup is marked aborted, the exit code is 130.
+    tmux(&["send-keys", "-t", &session.0, "C-c"]);
+    let screen = wait_for(&session.0, "EXIT=", 60);
+    assert!(screen.contains("interrupted"), "{screen}");
+    assert!(screen.contains("aborted"), "the summary says so: {screen}");
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    let status = home.json(&["status", "--json"]).to_string();
+    assert!(status.contains("aborted"), "{status}");
+}
