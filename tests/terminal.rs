@@ -1,7 +1,6 @@
 //! The real binary in a real terminal (tmux): what an operator at the console sees.
 //!
-//! Needs tmux. Without it the test says so and passes, unless TAPEDECK_REQUIRE_TMUX=1
-//! (set by `.ci/run`, which installs tmux), where a missing tmux is a failure.
+//! Needs tmux (`.ci/run` installs it); without it the test fails and says so.
 
 mod common;
 
@@ -14,16 +13,11 @@ fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn have_tmux() -> bool {
-    let found = Command::new("tmux").arg("-V").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("TAPEDECK_REQUIRE_TMUX").as_deref() != Ok("1"),
-            "tmux is required (TAPEDECK_REQUIRE_TMUX=1): apt-get install -y tmux"
-        );
-        eprintln!("tmux not installed: terminal test skipped");
-    }
-    found
+fn require_tmux() {
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "this test drives the binary in tmux: install it (apt-get install -y tmux)"
+    );
 }
 
 /// Kills the tmux session when the test ends, passed or not.
@@ -55,9 +49,7 @@ fn wait_for(session: &str, what: &str, secs: u64) -> String {
 
 #[test]
 fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
-    if !have_tmux() {
-        return;
-    }
+    require_tmux();
     let home = Home::new();
     slow_library(&home);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
