@@ -9,7 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux").args(args).output().expect("run tmux");
+    let out = Command::new("tmux")
+        .args(args)
+        .env_remove("TMUX")
+        .output()
+        .expect("run tmux");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
