@@ -746,3 +746,65 @@ fn an_expired_full_volume_of_the_pool_is_recycled_before_a_blank_is_started() {
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["passes"], 2, "{volume}");
 }
+
+#[test]
+fn without_a_terminal_the_backup_waits_for_a_tape_when_asked_to() {
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 3, 1000);
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    let child = Std::new(exe)
+        .env("TAPEDECK_HOME", home.path())
+        .env("TAPEDECK_CONFIG", home.config())
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--change-timeout",
+            "60",
+            "--json",
+        ])
+        .arg(&src)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Load a cartridge while it waits (the drive is only held while it looks).
+    let mut loaded = false;
+    for _ in 0..50 {
+        if home
+            .cmd()
+            .args(["load", "1", "--drive", "lto9"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            loaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(loaded);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("lto9 needs a tape"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "complete");
+}
+
+#[test]
+fn waiting_for_a_tape_ends_with_the_reason_when_the_timeout_runs_out() {
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 1, 10);
+    home.cmd()
+        .args(["backup", "--drive", "lto9", "--change-timeout", "1"])
+        .arg(&src)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "no usable tape in lto9 after waiting 1 s",
+        ));
+}

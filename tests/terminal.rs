@@ -104,3 +104,50 @@ fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
     let status = home.json(&["status", "--json"]).to_string();
     assert!(status.contains("aborted"), "{status}");
 }
+
+#[test]
+fn the_operator_is_asked_for_a_tape_and_the_backup_goes_on_once_one_is_loaded() {
+    require_tmux();
+    let home = Home::with_fast_vlib();
+    let src = many_files(home.path(), 3, 1000);
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    let script = format!(
+        "TAPEDECK_HOME='{}' TAPEDECK_CONFIG='{}' '{}' backup --drive lto9 --memory-buffer 4MiB '{}'; \
+         echo EXIT=$?; sleep 60",
+        home.path().display(),
+        home.config().display(),
+        exe.display(),
+        src.display()
+    );
+    let name = format!("tapedeck-change-{}", std::process::id());
+    let session = Session(name.clone());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "160",
+        "-y",
+        "30",
+        "bash",
+        "-c",
+        &script,
+    ]);
+    let screen = wait_for(&session.0, "press Enter", 30);
+    assert!(screen.contains("Drive lto9 needs a tape"), "{screen}");
+    // Enter with nothing loaded: told again what is missing.
+    tmux(&["send-keys", "-t", &session.0, "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
+    assert!(
+        screen.matches("needs a tape").count() >= 2,
+        "asked again: {screen}"
+    );
+    // The operator loads a cartridge and presses Enter.
+    home.run(&["load", "1", "--drive", "lto9"]).success();
+    tmux(&["send-keys", "-t", &session.0, "Enter"]);
+    let screen = wait_for(&session.0, "EXIT=", 30);
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("complete: volume TD0001L9"), "{screen}");
+}

@@ -91,6 +91,13 @@ pub enum Event {
     Interrupted {
         hard: bool,
     },
+    /// A drive needs a (different) tape before the backup can go on.
+    TapeNeeded {
+        drive: String,
+        reason: String,
+        /// Volumes that would do, with where they are, as the operator reads them.
+        candidates: Vec<String>,
+    },
     Warning {
         message: String,
     },
@@ -128,6 +135,18 @@ impl Events {
                 )
             }
             Event::Warning { message } => tracing::warn!("{message}"),
+            Event::TapeNeeded {
+                drive,
+                reason,
+                candidates,
+            } => tracing::warn!(
+                "{drive} needs a tape: {reason}; {}",
+                if candidates.is_empty() {
+                    "no known volume qualifies (a blank cartridge does)".to_string()
+                } else {
+                    format!("qualifying: {}", candidates.join(", "))
+                }
+            ),
             Event::Error { message } => tracing::error!("{message}"),
             Event::WriterStopped { .. } => tracing::debug!(?event, "writer stopped"),
             Event::Interrupted { hard: false } => tracing::warn!(

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tapedeck::backup::flow::FlowPolicy;
 use tapedeck::backup::telemetry::{Events, Telemetry};
-use tapedeck::backup::{self, memory, scan, volume, BackupRequest, Interrupt, Summary, Target};
+use tapedeck::backup::{
+    self, memory, scan, volume, BackupError, BackupRequest, Interrupt, Summary, Target,
+};
 use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
 use tapedeck::drives;
@@ -81,6 +83,10 @@ pub struct BackupArgs {
         alias = "max_concurrent_tars"
     )]
     readers: Option<u16>,
+    /// Without a terminal, wait this many seconds for a usable tape to be loaded (polling
+    /// the drive) instead of failing at once; on a terminal the operator is asked
+    #[arg(long, value_name = "SECS")]
+    change_timeout: Option<u64>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -238,14 +244,40 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         )? {
             eprintln!("Labelled the blank cartridge in {} as {label}.", spec.name);
         }
-        let target = match volume::prepare(drive, &mut cat, args.pool.as_deref(), requested_block) {
+        let wait =
+            super::tape_change::Wait::from_terminal(args.change_timeout.map(Duration::from_secs));
+        let pool = args.pool.as_deref();
+        let target = match volume::prepare(drive, &mut cat, pool, requested_block) {
             Ok(t) => t,
-            // The tape in the drive will not do: with a pool and a changer, find one that will.
-            Err(e) if e.is_bad_input() && args.pool.is_some() && spec.is_virtual() => {
-                let pool = args.pool.as_deref().unwrap_or_default();
-                allocate_volume(&spec, &mut cat, pool, block, requested_block, e)?
+            Err(e) if !e.is_bad_input() => return Err(e.into()),
+            // The tape in the drive will not do: with a pool and a changer, find one that
+            // will; else (or failing that) ask the operator, if someone can answer.
+            Err(e) => {
+                let allocated = match pool {
+                    Some(p) if spec.is_virtual() => {
+                        allocate_volume(&spec, &mut cat, p, block, requested_block, e)
+                    }
+                    _ => Err(e.into()),
+                };
+                match allocated {
+                    Ok(t) => t,
+                    Err(e) if wait.waits() && super::exit_code(&e) == 2 => {
+                        let why = BackupError::Refused(super::describe(&e));
+                        super::tape_change::wait_for_tape(
+                            &spec,
+                            &mut cat,
+                            pool,
+                            block,
+                            requested_block,
+                            why,
+                            &wait,
+                            &events,
+                            &interrupt,
+                        )?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e.into()),
         };
         req.buffer = memory::buffer_size(requested_buffer, available, target.block_size as u64)
             .map_err(tapedeck::backup::BackupError::from)?;

@@ -8,6 +8,7 @@ mod migrate;
 mod output;
 mod query;
 mod tape;
+mod tape_change;
 mod vlib;
 
 use anyhow::Result;
