@@ -808,3 +808,120 @@ fn waiting_for_a_tape_ends_with_the_reason_when_the_timeout_runs_out() {
             "no usable tape in lto9 after waiting 1 s",
         ));
 }
+
+#[test]
+fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
+    let home = Home::new();
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
+        .success();
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let noise = |n: usize, seed: u64| -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
+    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
+    for i in 0..45 {
+        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
+    }
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--pool",
+            "p",
+            "--block-size",
+            "64KiB",
+        ])
+        .args(["--memory-buffer", "4MiB", "--json"])
+        .arg(&src)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let volumes: Vec<String> = summary["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(volumes.len() >= 3, "{summary}");
+    assert_eq!(summary["status"], "complete");
+
+    // GNU tar alone restores it from the volumes' data tape files, in order.
+    let restore = home.path().join("restore");
+    fs::create_dir(&restore).unwrap();
+    let mut tar = Std::new("tar");
+    tar.arg("-xM").arg("-C").arg(&restore);
+    for v in &volumes {
+        tar.arg("-f")
+            .arg(home.vlib().join("cartridges").join(v).join("00001.tar"));
+    }
+    let done = tar.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let back = restore.join(src.strip_prefix("/").unwrap());
+    for entry in fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(
+            fs::read(entry.path()).unwrap(),
+            fs::read(back.join(entry.file_name())).unwrap(),
+            "{:?} differs",
+            entry.file_name()
+        );
+    }
+    // Each volume's part lists alone (GNU tar notes the cut at its end).
+    let alone = Std::new("tar")
+        .arg("-tf")
+        .arg(
+            home.vlib()
+                .join("cartridges")
+                .join(&volumes[1])
+                .join("00001.tar"),
+        )
+        .output()
+        .unwrap();
+    assert!(!alone.stdout.is_empty());
+
+    // A file cut by a volume end has one segment per part, in order, adding up.
+    let found = home.json(&[
+        "find",
+        "--json",
+        "--file",
+        src.join("b-big").to_str().unwrap(),
+    ]);
+    let segments = found[0]["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 2, "{found}");
+    assert_eq!(segments[0]["volume"], volumes[0].as_str());
+    assert_eq!(segments[1]["volume"], volumes[1].as_str());
+    assert_eq!(segments[1]["offset"], 0);
+    let total: u64 = segments.iter().map(|s| s["length"].as_u64().unwrap()).sum();
+    assert_eq!(total, 3_000_000);
+    assert_eq!(segments[1]["file_offset"], segments[0]["length"]);
+    // The full volumes are marked so; the index is on the last one.
+    let first = home.json(&["volume", "show", "--tape", &volumes[0], "--json"]);
+    assert_eq!(first["status"], "full", "{first}");
+    let last = volumes.last().unwrap();
+    assert!(home
+        .vlib()
+        .join("cartridges")
+        .join(last)
+        .join("00002.tar")
+        .exists());
+}

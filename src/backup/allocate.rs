@@ -62,7 +62,9 @@ pub fn candidates(
         let (fit, written) = match &volume {
             None => (Fit::Unknown, None),
             Some(v) if v.pool.as_deref() == Some(pool) => {
-                let expired = v.protected_until(now).is_none();
+                // Expired means a retention that ran out; a volume with no expiry yet is
+                // being written (its backup sets the expiry when it ends).
+                let expired = v.expires_at.is_some() && v.protected_until(now).is_none();
                 match v.status {
                     VolumeStatus::Appendable => (Fit::Append, v.written_at),
                     VolumeStatus::Empty => (Fit::Empty, None),
@@ -158,6 +160,13 @@ mod tests {
         cat.set_volume_status("FRESH", VolumeStatus::Full, None)
             .unwrap();
         write(&mut cat, "MON", "monthly", now - 60);
+        // Full, written by a backup still running: no expiry yet, never recycled.
+        cat.register_volume("BUSY", None, None).unwrap();
+        cat.assign_pool("BUSY", "daily", false).unwrap();
+        cat.set_volume_status("BUSY", VolumeStatus::Appendable, None)
+            .unwrap();
+        cat.set_volume_status("BUSY", VolumeStatus::Full, None)
+            .unwrap();
         let inventory = Inventory {
             drives: vec![ElementStatus {
                 element: Element::Drive(0),
@@ -172,6 +181,7 @@ mod tests {
                 slot(4, "EMP"),
                 slot(5, "APP"),
                 slot(6, "FRESH"),
+                slot(8, "BUSY"),
             ],
             import_export: vec![slot(9, "MAIL")],
         };

@@ -7,6 +7,7 @@ use super::entries::Cursor;
 use super::reader::{Content, Prefetcher};
 use super::ring::Ring;
 use super::scan::{Entry, EntryKind};
+use super::spans::Spans;
 use super::Interrupt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -28,6 +29,8 @@ pub struct BlockSink {
     /// Once the stream is ended, further bytes (the tar builder's own end marker when it
     /// is dropped) are discarded.
     sealed: bool,
+    /// Bytes written while a member's headers are being written, for its span.
+    capture: Option<Vec<u8>>,
 }
 
 fn writer_stopped() -> io::Error {
@@ -42,7 +45,18 @@ impl BlockSink {
             pos: 0,
             written: 0,
             sealed: false,
+            capture: None,
         }
+    }
+
+    /// Starts keeping a copy of what is written (a member's headers).
+    fn start_capture(&mut self) {
+        self.capture = Some(Vec::with_capacity(1024));
+    }
+
+    /// Stops keeping a copy and returns it.
+    fn take_capture(&mut self) -> Vec<u8> {
+        self.capture.take().unwrap_or_default()
     }
 
     /// Ends the stream: nothing written afterwards reaches the ring.
@@ -145,6 +159,9 @@ impl Write for BlockSink {
         let space = self.space()?;
         let n = space.len().min(buf.len());
         space[..n].copy_from_slice(&buf[..n]);
+        if let Some(copy) = &mut self.capture {
+            copy.extend_from_slice(&buf[..n]);
+        }
         self.advance(n)?;
         Ok(n)
     }
@@ -227,12 +244,21 @@ pub fn encode(
     entries: &mut Cursor,
     members: &mut Prefetcher,
     sink: BlockSink,
+    spans: &Spans,
     room: Option<u64>,
     interrupt: &Interrupt,
     report: &mut dyn FnMut(EncoderEvent),
 ) -> io::Result<EncoderEnd> {
     let mut builder = tar::Builder::new(sink);
-    let result = encode_members(entries, members, &mut builder, room, interrupt, report);
+    let result = encode_members(
+        entries,
+        members,
+        &mut builder,
+        spans,
+        room,
+        interrupt,
+        report,
+    );
     members.stop();
     let bytes = builder.get_ref().written();
     let end = match result {
@@ -273,6 +299,7 @@ fn encode_members(
     entries: &mut Cursor,
     members: &mut Prefetcher,
     builder: &mut tar::Builder<BlockSink>,
+    spans: &Spans,
     room: Option<u64>,
     interrupt: &Interrupt,
     report: &mut dyn FnMut(EncoderEvent),
@@ -297,7 +324,7 @@ fn encode_members(
             });
             continue;
         }
-        match encode_one(entry, content, builder, interrupt)? {
+        match encode_one(entry, content, builder, spans, interrupt)? {
             Ok(mut enc) => {
                 enc.index = index;
                 report(EncoderEvent::Member(enc));
@@ -313,6 +340,7 @@ fn encode_one(
     entry: &Entry,
     content: Content,
     builder: &mut tar::Builder<BlockSink>,
+    spans: &Spans,
     interrupt: &Interrupt,
 ) -> io::Result<Result<Encoded, String>> {
     // Open large files before writing anything, so an unreadable one leaves no trace.
@@ -326,6 +354,8 @@ fn encode_one(
         _ => {}
     }
     let start = builder.get_ref().written();
+    spans.begin(start, &entry.name);
+    builder.get_mut().start_capture();
     if !entry.xattrs.is_empty() {
         let keys: Vec<String> = entry
             .xattrs
@@ -347,6 +377,8 @@ fn encode_one(
             header.set_entry_type(EntryType::Regular);
             header.set_size(entry.size);
             builder.append_data(&mut header, name, io::empty())?;
+            let headers = builder.get_mut().take_capture();
+            spans.headers_done(builder.get_ref().written(), entry.size, headers);
             let mut hasher = blake3::Hasher::new();
             let mut small_hash = None;
             let stored = match content {
@@ -427,6 +459,11 @@ fn encode_one(
             header.set_entry_type(EntryType::Fifo);
             builder.append_data(&mut header, name, io::empty())?;
         }
+    }
+    if builder.get_ref().capture.is_some() {
+        // A member of headers only: its span ends where its headers do.
+        let headers = builder.get_mut().take_capture();
+        spans.headers_done(builder.get_ref().written(), 0, headers);
     }
     let size = if matches!(entry.kind, EntryKind::File) {
         entry.size

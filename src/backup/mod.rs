@@ -9,6 +9,7 @@ pub mod memory;
 pub mod reader;
 pub mod ring;
 pub mod scan;
+pub mod spans;
 pub mod telemetry;
 pub mod writer;
 
@@ -61,7 +62,7 @@ pub mod index;
 pub mod pipeline;
 pub mod volume;
 
-pub use pipeline::{run, BackupRequest, Summary, Target};
+pub use pipeline::{run, BackupRequest, NextVolume, Summary, Target};
 
 /// Why a backup could not start or went wrong outside the drive's own outcomes.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,16 @@ use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWr
 use super::reader::{PrefetchConfig, Prefetcher};
 use super::ring::Ring;
 use super::scan::EntryKind;
+use super::spans::Spans;
 use super::telemetry::{Event, Events, Telemetry};
 use super::volume::TapeTarget;
-use super::writer::{self, Progress, Sink, WriterEnd, WriterOutcome};
+use super::writer::{self, Progress, Sink, Spanning, VolumeChange, WriterEnd, WriterOutcome};
 use super::{BackupError, Interrupt};
 use crate::catalog::{
     self, BackupStatus, Catalog, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
     TapeErrorRecord, VolumeStatus,
 };
+use crate::tape::TapeDrive;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -70,6 +72,8 @@ pub struct Summary {
     pub status: BackupStatus,
     pub drive: String,
     pub volume: Option<String>,
+    /// Every volume the backup went to, in order (the index is on the last).
+    pub volumes: Vec<String>,
     pub tape_file: Option<u64>,
     pub first_block: Option<u64>,
     /// Members saved (recorded as on tape), and their file data.
@@ -111,15 +115,71 @@ struct Recorder<'c> {
     entries: Cursor,
     batch: Option<FileBatch<'c>>,
     index: Option<IndexWriter>,
-    volume: Option<(i64, String)>,
-    tape_file: u64,
-    first_block: u64,
+    /// The volumes the stream went to, in order (empty for a device).
+    parts: Vec<Part>,
     block_size: u64,
     pending: VecDeque<Encoded>,
     files: u64,
     bytes: u64,
     changed: u64,
     damaged: u64,
+}
+
+/// The part of the stream one volume holds.
+#[derive(Debug, Clone)]
+struct Part {
+    volume_id: i64,
+    label: String,
+    tape_file: u64,
+    first_block: u64,
+    /// Stream offset of the first stream byte on this volume.
+    stream_from: u64,
+    /// Bytes before it on this volume (a continuation header, or repeated headers).
+    prefix_len: u64,
+    /// The member cut at the start of this volume: its stream start, and the bytes of its
+    /// data the earlier volumes hold.
+    split: Option<(u64, u64)>,
+}
+
+impl Part {
+    /// Stream offset that the volume's first byte stands for.
+    fn virtual_start(&self) -> i128 {
+        self.stream_from as i128 - self.prefix_len as i128
+    }
+
+    /// Block and offset of stream offset `y` on this volume.
+    fn place(&self, y: u64, block_size: u64) -> (u64, u64) {
+        let o = (y as i128 - self.virtual_start()).max(0) as u64;
+        (self.first_block + o / block_size, o % block_size)
+    }
+}
+
+/// Where a member is: one segment per volume it is on.
+fn segments_of(
+    parts: &[Part],
+    start: u64,
+    size: u64,
+    block_size: u64,
+) -> Vec<(&Part, u64, u64, u64, u64)> {
+    let Some(first) = parts
+        .iter()
+        .rposition(|p| p.virtual_start() <= start as i128)
+    else {
+        return Vec::new();
+    };
+    let (block, offset) = parts[first].place(start, block_size);
+    let mut out = vec![(&parts[first], block, offset, 0u64, size)];
+    for p in &parts[first + 1..] {
+        if let Some((s, done)) = p.split {
+            if s == start {
+                if let Some(last) = out.last_mut() {
+                    last.4 = done - last.3;
+                }
+                out.push((p, p.first_block, 0, done, size - done));
+            }
+        }
+    }
+    out
 }
 
 fn file_kind(kind: &EntryKind) -> FileKind {
@@ -180,8 +240,7 @@ impl Recorder<'_> {
             // A stream to a device: counted, nothing to record.
             return Ok(());
         }
-        let block = self.first_block + enc.start / self.block_size;
-        let offset = enc.start % self.block_size;
+        let segments = segments_of(&self.parts, enc.start, enc.size, self.block_size);
         let link = match &entry.kind {
             EntryKind::Symlink { target } => Some(target.to_string_lossy().into_owned()),
             EntryKind::HardLink { target } => Some(format!("/{target}")),
@@ -190,7 +249,6 @@ impl Recorder<'_> {
         let kind = file_kind(&entry.kind);
         let path = path();
         if let Some(index) = &mut self.index {
-            let volume = self.volume.as_ref().map(|v| v.1.as_str()).unwrap_or("");
             index.add(&IndexRecord {
                 path: &path,
                 kind: kind.as_str(),
@@ -203,17 +261,20 @@ impl Recorder<'_> {
                 group: entry.group.as_deref(),
                 link: link.as_deref(),
                 blake3: enc.blake3.as_ref().map(hex),
-                segments: vec![IndexSegment {
-                    volume,
-                    tape_file: self.tape_file,
-                    block,
-                    offset,
-                    file_offset: 0,
-                    length: enc.size,
-                }],
+                segments: segments
+                    .iter()
+                    .map(|(p, block, offset, file_offset, length)| IndexSegment {
+                        volume: &p.label,
+                        tape_file: p.tape_file,
+                        block: *block,
+                        offset: *offset,
+                        file_offset: *file_offset,
+                        length: *length,
+                    })
+                    .collect(),
             })?;
         }
-        if let (Some(batch), Some((volume_id, _))) = (&mut self.batch, &self.volume) {
+        if let Some(batch) = &mut self.batch {
             batch.push(FileRecord {
                 path,
                 kind,
@@ -224,27 +285,38 @@ impl Recorder<'_> {
                 gid: Some(entry.gid as i64),
                 link,
                 blake3: enc.blake3,
-                segments: vec![SegmentRecord {
-                    volume_id: *volume_id,
-                    tape_file: Some(self.tape_file as i64),
-                    block: Some(block as i64),
-                    offset: Some(offset as i64),
-                    file_offset: 0,
-                    length: enc.size as i64,
-                }],
+                segments: segments
+                    .iter()
+                    .map(|(p, block, offset, file_offset, length)| SegmentRecord {
+                        volume_id: p.volume_id,
+                        tape_file: Some(p.tape_file as i64),
+                        block: Some(*block as i64),
+                        offset: Some(*offset as i64),
+                        file_offset: *file_offset as i64,
+                        length: *length as i64,
+                    })
+                    .collect(),
             })?;
         }
         Ok(())
     }
 }
 
+/// Gives the next volume when one is full: called with the catalogue, the full volume's
+/// drive (to be closed or reused) and why; returns the next volume positioned for
+/// appending, with the same block size.
+pub type NextVolume<'a> =
+    dyn FnMut(&mut Catalog, Box<dyn TapeDrive>, String) -> Result<TapeTarget, BackupError> + 'a;
+
 /// Runs one backup of the scanned members to `target`. Catalogue and index are kept
 /// only for a tape target. Interrupts end it cleanly with status `aborted`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     req: &BackupRequest,
     entries: Arc<EntryLog>,
     target: Target,
     mut cat: Option<&mut Catalog>,
+    mut next_volume: Option<&mut NextVolume<'_>>,
     telemetry: Arc<Telemetry>,
     events: Events,
     interrupt: Interrupt,
@@ -362,9 +434,19 @@ pub fn run(
     }
     let progress = Arc::new(Progress::default());
     // Room left on the volume, when its capacity is known.
-    let room = tape.as_ref().and_then(|t| {
+    // Without a next volume, a file larger than the room left cannot be saved.
+    let spanning = next_volume.is_some() && tape.is_some();
+    let room = tape.as_ref().filter(|_| !spanning).and_then(|t| {
         t.0.capacity
             .map(|c| c.saturating_sub(t.0.used).max(0) as u64)
+    });
+    let spans = Arc::new(Spans::default());
+    let (change_tx, change_rx) = mpsc::channel::<VolumeChange>();
+    let (reply_tx, reply_rx) = mpsc::channel();
+    let writer_spanning = spanning.then(|| Spanning {
+        spans: spans.clone(),
+        requests: change_tx,
+        replies: reply_rx,
     });
 
     let writer = {
@@ -377,10 +459,22 @@ pub fn run(
         );
         std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || writer::run(sink, ring, flow, progress, telemetry, events, interrupt))?
+            .spawn(move || {
+                writer::run(
+                    sink,
+                    ring,
+                    flow,
+                    progress,
+                    telemetry,
+                    events,
+                    interrupt,
+                    writer_spanning,
+                )
+            })?
     };
     let (tx, rx) = mpsc::channel::<Vec<EncoderEvent>>();
     let encoder = {
+        let spans = spans.clone();
         let (ring, entries, telemetry, interrupt) = (
             ring.clone(),
             entries.clone(),
@@ -438,6 +532,7 @@ pub fn run(
                     &mut Cursor::new(entries.clone()),
                     &mut members,
                     BlockSink::new(ring.clone()),
+                    &spans,
                     room,
                     &interrupt,
                     &mut report,
@@ -456,9 +551,18 @@ pub fn run(
         entries: Cursor::new(entries.clone()),
         batch: None,
         index,
-        volume: tape.as_ref().map(|t| (t.0.id, t.0.label.clone())),
-        tape_file: tape.as_ref().map_or(0, |t| t.1),
-        first_block: tape.as_ref().map_or(0, |t| t.2),
+        parts: tape
+            .iter()
+            .map(|(v, tape_file, first_block)| Part {
+                volume_id: v.id,
+                label: v.label.clone(),
+                tape_file: *tape_file,
+                first_block: *first_block,
+                stream_from: 0,
+                prefix_len: 0,
+                split: None,
+            })
+            .collect(),
         block_size: block_size as u64,
         pending: VecDeque::new(),
         files: 0,
@@ -474,8 +578,31 @@ pub fn run(
     if let (Some(c), Some(id)) = (cat.as_deref_mut(), backup_id) {
         recorder.batch = Some(c.file_batch(id));
     }
+    let mut volume_seq = 0i64;
+    let mut encoder_done = false;
     let recorded: Result<(), BackupError> = (|| {
         loop {
+            // Tape changes asked for by the writer are served here, where the catalogue is.
+            while let Ok(change) = change_rx.try_recv() {
+                let reply = change_volume(
+                    change,
+                    &mut recorder,
+                    next_volume.as_deref_mut(),
+                    backup_id,
+                    &mut volume_seq,
+                    block_size,
+                    &events,
+                );
+                let _ = reply_tx.send(reply);
+            }
+            if encoder_done {
+                if writer.is_finished() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                recorder.record_up_to(progress.bytes(), &events)?;
+                continue;
+            }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(batch) => {
                     for ev in batch {
@@ -499,7 +626,7 @@ pub fn run(
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => encoder_done = true,
             }
             // The first interrupt is told here; the writer tells the second.
             if interrupt.requested() && !interrupt_seen {
@@ -566,7 +693,7 @@ pub fn run(
         if let Err(e) = recorder.record_up_to(
             match outcome.end {
                 WriterEnd::Drained => u64::MAX,
-                _ => outcome.bytes,
+                _ => outcome.stream_bytes,
             },
             &events,
         ) {
@@ -577,6 +704,8 @@ pub fn run(
         sink,
         end: writer_end,
         bytes: tape_bytes,
+        bytes_on_volume,
+        stream_bytes: _,
         stops,
         streaming_secs,
         first_write,
@@ -590,9 +719,11 @@ pub fn run(
         changed,
         damaged,
         index,
-        tape_file,
+        parts,
         ..
     } = recorder;
+    let last_part = parts.last().cloned();
+    let tape_file = last_part.as_ref().map_or(0, |p| p.tape_file);
 
     // How it ended.
     let interrupted = matches!(encoder_end, EncoderEnd::Interrupted { .. }) || interrupt.hard();
@@ -658,10 +789,10 @@ pub fn run(
         repositions = drive.repositions();
         drive_kept = Some(drive);
     }
-    if let (Some(c), Some(id), Some((volume, _, _))) = (cat, backup_id, &tape) {
+    if let (Some(c), Some(id), Some(last)) = (cat, backup_id, &last_part) {
         if let Some(e) = &tape_error {
             c.record_tape_error(&TapeErrorRecord {
-                volume_id: Some(volume.id),
+                volume_id: Some(last.volume_id),
                 backup_id: Some(id),
                 drive: &drive_name,
                 kind: "write",
@@ -671,7 +802,7 @@ pub fn run(
         }
         c.record_drive_stats(
             &drive_name,
-            Some(volume.id),
+            Some(last.volume_id),
             Some(id),
             "after",
             &serde_json::json!({
@@ -680,19 +811,20 @@ pub fn run(
                 "repositions": repositions,
                 "streaming_secs": streaming_secs,
                 "min_streaming_rate": min_streaming_rate,
+                "volumes": parts.len(),
             }),
         )?;
         c.record_volume_written(
-            volume.id,
-            (tape_bytes + index_bytes) as i64,
+            last.volume_id,
+            (bytes_on_volume + index_bytes) as i64,
             tape_files_now as i64,
         )?;
         c.finish_backup(id, status, catalog::now(), error.as_deref())?;
         if matches!(writer_end, WriterEnd::EndOfTape) {
-            c.set_volume_status(&volume.label, VolumeStatus::Full, None)?;
+            c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
         if matches!(writer_end, WriterEnd::Failed(_)) {
-            c.set_volume_status(&volume.label, VolumeStatus::Error, error.as_deref())?;
+            c.set_volume_status(&last.label, VolumeStatus::Error, error.as_deref())?;
         }
     }
     if let (BackupStatus::Failed, Some(e)) = (status, &error) {
@@ -711,6 +843,7 @@ pub fn run(
         status,
         drive: drive_name,
         volume: tape.as_ref().map(|t| t.0.label.clone()),
+        volumes: parts.iter().map(|p| p.label.clone()).collect(),
         tape_file: tape.as_ref().map(|t| t.1),
         first_block: tape.as_ref().map(|t| t.2),
         files,
@@ -729,6 +862,79 @@ pub fn run(
         peak_memory: peak_memory(),
         error,
     })
+}
+
+/// Serves a writer's request for the next volume: records what is on the full one, marks
+/// it full, gets the next from `next_volume`, and returns its drive for the writer.
+fn change_volume(
+    change: VolumeChange,
+    recorder: &mut Recorder<'_>,
+    next_volume: Option<&mut NextVolume<'_>>,
+    backup_id: Option<i64>,
+    seq: &mut i64,
+    block_size: u32,
+    events: &Events,
+) -> Result<Box<dyn TapeDrive>, String> {
+    let (Some(next_volume), Some(id)) = (next_volume, backup_id) else {
+        return Err("no other volume can be had".into());
+    };
+    recorder
+        .record_up_to(change.cut, events)
+        .map_err(|e| e.to_string())?;
+    let Some(full) = recorder.parts.last().cloned() else {
+        return Err("no volume in use".into());
+    };
+    let Some(batch) = recorder.batch.as_mut() else {
+        return Err("no catalogue".into());
+    };
+    let cat = batch.catalog().map_err(|e| e.to_string())?;
+    let recorded = cat
+        .record_volume_written(
+            full.volume_id,
+            change.bytes_on_volume as i64,
+            full.tape_file as i64 + 1,
+        )
+        .and_then(|()| cat.set_volume_status(&full.label, VolumeStatus::Full, None));
+    recorded.map_err(|e| e.to_string())?;
+    events.send(Event::Warning {
+        message: format!(
+            "volume {} is full; the backup continues on the next",
+            full.label
+        ),
+    });
+    let next = next_volume(cat, change.drive, format!("volume {} is full", full.label))
+        .map_err(|e| format!("no next volume after {}: {e}", full.label))?;
+    if next.block_size != block_size {
+        return Err(format!(
+            "volume {} has {}-byte blocks, the backup {block_size}",
+            next.volume.label, next.block_size
+        ));
+    }
+    *seq += 1;
+    cat.add_backup_volume(
+        id,
+        *seq,
+        next.volume.id,
+        Some(next.tape_file as i64),
+        Some(next.first_block as i64),
+    )
+    .map_err(|e| e.to_string())?;
+    events.send(Event::TapeFileStarted {
+        volume: next.volume.label.clone(),
+        tape_file: next.tape_file,
+        block: next.first_block,
+    });
+    let c = &change.continuation;
+    recorder.parts.push(Part {
+        volume_id: next.volume.id,
+        label: next.volume.label.clone(),
+        tape_file: next.tape_file,
+        first_block: next.first_block,
+        stream_from: change.cut + c.skip,
+        prefix_len: c.prefix.len() as u64,
+        split: c.split,
+    });
+    Ok(next.drive)
 }
 
 /// Bytes per second from the first block written until everything was on tape (the final

@@ -4,11 +4,13 @@
 
 use super::flow::{FlowController, FlowDecision, WriterState};
 use super::ring::Ring;
+use super::spans::{Continuation, Spans};
 use super::telemetry::{Event, Events, Telemetry};
 use super::Interrupt;
 use crate::tape::{TapeDrive, TapeError, WriteOutcome};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +38,12 @@ pub enum WriterEnd {
 pub struct WriterOutcome {
     pub sink: Sink,
     pub end: WriterEnd,
-    /// Bytes written to the sink (whole blocks).
+    /// Bytes written to the sink (whole blocks, every volume).
     pub bytes: u64,
+    /// Stream offset up to which everything is on tape.
+    pub stream_bytes: u64,
+    /// Bytes written to the last volume's tape file.
+    pub bytes_on_volume: u64,
     pub stops: u64,
     /// Seconds spent writing (from the first block to the last).
     pub streaming_secs: f64,
@@ -113,7 +119,136 @@ fn close_file(sink: &mut Sink) -> Result<(), TapeError> {
     }
 }
 
+/// What the writer needs to go on on another volume when a tape fills up: where the
+/// members lie in the stream, and a way to hand over the full tape and get the next.
+pub struct Spanning {
+    pub spans: Arc<Spans>,
+    pub requests: mpsc::Sender<VolumeChange>,
+    pub replies: mpsc::Receiver<Result<Box<dyn TapeDrive>, String>>,
+}
+
+/// A full tape handed back, and where the stream was cut.
+pub struct VolumeChange {
+    pub drive: Box<dyn TapeDrive>,
+    /// Stream offset of the first byte not on the full tape.
+    pub cut: u64,
+    /// Bytes written to the full tape's tape file.
+    pub bytes_on_volume: u64,
+    pub continuation: Continuation,
+}
+
+/// What the writer writes next: the stream, after a volume change preceded by the
+/// continuation's prefix and re-cut into whole blocks.
+struct Output {
+    block: usize,
+    /// Bytes to write before the stream on this volume.
+    prefix: Vec<u8>,
+    /// Stream bytes taken from the ring and not yet written.
+    tail: Vec<u8>,
+    /// Stream bytes still to leave out (padding after a cut).
+    skip: u64,
+    /// Stream offset up to which everything is on tape (or deliberately left out).
+    on_tape: u64,
+}
+
+impl Output {
+    fn direct(&self) -> bool {
+        self.prefix.is_empty() && self.tail.is_empty() && self.skip == 0
+    }
+
+    /// Bytes taken but not yet written.
+    fn pending(&self) -> bool {
+        !self.prefix.is_empty() || !self.tail.is_empty()
+    }
+
+    fn take(&mut self, data: &[u8]) {
+        let k = (self.skip.min(data.len() as u64)) as usize;
+        self.skip -= k as u64;
+        self.on_tape += k as u64;
+        self.tail.extend_from_slice(&data[k..]);
+    }
+
+    /// The next whole block, if there is enough (or, at the end, padded with zeros).
+    fn next_block(&self, at_end: bool) -> Option<Vec<u8>> {
+        let have = self.prefix.len() + self.tail.len();
+        if have == 0 || (have < self.block && !at_end) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.block);
+        out.extend_from_slice(&self.prefix[..self.prefix.len().min(self.block)]);
+        let rest = self.block - out.len();
+        out.extend_from_slice(&self.tail[..self.tail.len().min(rest)]);
+        out.resize(self.block, 0);
+        Some(out)
+    }
+
+    /// The block from `next_block` is on tape.
+    fn written(&mut self) {
+        let p = self.prefix.len().min(self.block);
+        self.prefix.drain(..p);
+        let t = self.tail.len().min(self.block - p);
+        self.tail.drain(..t);
+        self.on_tape += t as u64;
+    }
+
+    /// Continues on a new volume: what is not on tape is the tail, from the cut.
+    fn continue_with(&mut self, c: &Continuation) {
+        self.prefix = c.prefix.clone();
+        let k = (c.skip.min(self.tail.len() as u64)) as usize;
+        self.tail.drain(..k);
+        self.on_tape += k as u64;
+        self.skip = c.skip - k as u64;
+    }
+}
+
+/// Closes the full tape's file, hands the tape over and takes the next one. On failure the
+/// sink to close and why.
+fn change_volume(
+    mut sink: Sink,
+    out: &mut Output,
+    bytes_on_volume: u64,
+    spanning: &Spanning,
+    events: &Events,
+) -> Result<Sink, (Sink, String)> {
+    if let Err(e) = close_file(&mut sink) {
+        return Err((sink, format!("closing the tape file on the full tape: {e}")));
+    }
+    let Sink::Tape(drive) = sink else {
+        return Err((sink, "the device is full".into()));
+    };
+    let cut = out.on_tape;
+    let continuation = spanning.spans.continuation(cut);
+    events.send(Event::Warning {
+        message: format!(
+            "{}: the tape is full after {}; continuing on another volume",
+            drive.name(),
+            crate::units::format_size(bytes_on_volume)
+        ),
+    });
+    let change = VolumeChange {
+        drive,
+        cut,
+        bytes_on_volume,
+        continuation: continuation.clone(),
+    };
+    if let Err(mpsc::SendError(change)) = spanning.requests.send(change) {
+        return Err((Sink::Tape(change.drive), "no one to change the tape".into()));
+    }
+    match spanning.replies.recv() {
+        Ok(Ok(next)) => {
+            out.continue_with(&continuation);
+            Ok(Sink::Tape(next))
+        }
+        Ok(Err(message)) => Err((Sink::Stream(Box::new(std::io::sink())), message)),
+        Err(_) => Err((
+            Sink::Stream(Box::new(std::io::sink())),
+            "the tape change was abandoned".into(),
+        )),
+    }
+}
+
 /// Runs the writer until the ring is drained or writing must stop.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     mut sink: Sink,
     ring: Arc<Ring>,
@@ -122,6 +257,7 @@ pub fn run(
     telemetry: Arc<Telemetry>,
     events: Events,
     interrupt: Interrupt,
+    spanning: Option<Spanning>,
 ) -> WriterOutcome {
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64();
@@ -133,10 +269,18 @@ pub fn run(
         last_rate: 0.0,
     };
     let mut bytes = 0u64;
+    let mut bytes_on_volume = 0u64;
     let mut first_write: Option<f64> = None;
     let mut last_write = 0.0;
     let mut last_state = flow.state();
     let mut tape_error = None;
+    let mut out = Output {
+        block: ring.block_size(),
+        prefix: Vec::new(),
+        tail: Vec::new(),
+        skip: 0,
+        on_tape: 0,
+    };
     let end = loop {
         if interrupt.hard() {
             events.send(Event::Interrupted { hard: true });
@@ -146,10 +290,14 @@ pub fn run(
         window.tick(t);
         let fill = ring.fill();
         let done = ring.input_done();
-        if done && fill == 0 {
+        if done && fill == 0 && !out.pending() {
             break WriterEnd::Drained;
         }
-        let decision = flow.next(t, fill, ring.produced(), done);
+        let decision = if done && fill == 0 {
+            FlowDecision::Write
+        } else {
+            flow.next(t, fill, ring.produced(), done)
+        };
         let state = flow.state();
         if state != last_state && last_state == WriterState::Streaming && !done {
             events.send(Event::WriterStopped {
@@ -166,29 +314,70 @@ pub fn run(
         });
         match decision {
             FlowDecision::Write => {
-                let Some(block) = ring.pop_full() else {
-                    ring.wait(Duration::from_millis(20));
-                    continue;
+                // The bytes to write: a ring block as it is, or re-cut after a volume change.
+                let outcome = if out.direct() {
+                    let Some(block) = ring.pop_full() else {
+                        ring.wait(Duration::from_millis(20));
+                        continue;
+                    };
+                    let result = write_one(&mut sink, &block.data);
+                    if !matches!(result, Ok(WriteOutcome::Written)) {
+                        // Not on tape: it is the tail to go on with.
+                        out.tail.extend_from_slice(&block.data);
+                    } else {
+                        out.on_tape += block.data.len() as u64;
+                    }
+                    ring.recycle(block);
+                    result
+                } else {
+                    if out.next_block(false).is_none() {
+                        if let Some(block) = ring.pop_full() {
+                            out.take(&block.data);
+                            ring.recycle(block);
+                        }
+                    }
+                    let at_end = done && ring.fill() == 0;
+                    let Some(data) = out.next_block(at_end) else {
+                        if !at_end {
+                            ring.wait(Duration::from_millis(20));
+                        }
+                        continue;
+                    };
+                    let result = write_one(&mut sink, &data);
+                    if matches!(result, Ok(WriteOutcome::Written)) {
+                        out.written();
+                    }
+                    result
                 };
-                match write_one(&mut sink, &block.data) {
+                match outcome {
                     Ok(WriteOutcome::Written) => {
-                        let n = block.data.len() as u64;
-                        ring.recycle(block);
+                        let n = out.block as u64;
                         bytes += n;
+                        bytes_on_volume += n;
                         window.bytes += n;
                         let t = now();
                         first_write.get_or_insert(t);
                         last_write = t;
                         flow.wrote(t, n);
-                        progress.bytes.store(bytes, Ordering::Release);
+                        progress.bytes.store(out.on_tape, Ordering::Release);
                         telemetry.update(|s| s.bytes_written = bytes);
                     }
                     Ok(WriteOutcome::EarlyWarning) => {
-                        ring.recycle(block);
-                        break WriterEnd::EndOfTape;
+                        let Some(span) = &spanning else {
+                            break WriterEnd::EndOfTape;
+                        };
+                        match change_volume(sink, &mut out, bytes_on_volume, span, &events) {
+                            Ok(next) => {
+                                sink = next;
+                                bytes_on_volume = 0;
+                            }
+                            Err((old, message)) => {
+                                sink = old;
+                                break WriterEnd::Failed(message);
+                            }
+                        }
                     }
                     Err(e) => {
-                        ring.recycle(block);
                         let message = e.to_string();
                         tape_error = Some(e);
                         break WriterEnd::Failed(message);
@@ -226,6 +415,8 @@ pub fn run(
         end,
         bytes,
         stops: flow.stops(),
+        stream_bytes: out.on_tape,
+        bytes_on_volume,
         streaming_secs: first_write.map_or(0.0, |f| last_write - f),
         first_write: first_write.map(|f| clock + Duration::from_secs_f64(f)),
         min_streaming_rate: window.min,

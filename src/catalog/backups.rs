@@ -508,6 +508,14 @@ impl FileBatch<'_> {
     pub fn inserted(&self) -> u64 {
         self.inserted
     }
+
+    /// The catalogue, for other work between batches (what is queued is written first).
+    pub fn catalog(&mut self) -> Result<&mut Catalog> {
+        self.flush()?;
+        // The caller may add volumes to the backup: read them again on the next flush.
+        self.parts = None;
+        Ok(self.cat)
+    }
 }
 
 impl Catalog {

@@ -207,6 +207,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
                 scan,
                 target,
                 None,
+                None,
                 telemetry.clone(),
                 events,
                 interrupt.clone(),
@@ -284,14 +285,53 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         if req.pool.is_none() {
             req.pool = target.volume.pool.clone();
         }
+        // When the tape fills up: the next volume from the library, or from the operator.
+        let stream_block = target.block_size;
+        let volume_pool = req.pool.clone();
+        let mut next_volume = |cat: &mut tapedeck::catalog::Catalog,
+                               full: Box<dyn tapedeck::tape::TapeDrive>,
+                               why: String|
+         -> Result<volume::TapeTarget, BackupError> {
+            // The full tape's drive is closed before anything moves.
+            drop(full);
+            let pool = volume_pool.as_deref();
+            let first = BackupError::Refused(why);
+            let allocated = match pool {
+                Some(p) if spec.is_virtual() => {
+                    allocate_volume(&spec, cat, p, stream_block, Some(stream_block), first)
+                }
+                _ => Err(first.into()),
+            };
+            let waited = match allocated {
+                Err(e) if wait.waits() && super::exit_code(&e) == 2 => {
+                    super::tape_change::wait_for_tape(
+                        &spec,
+                        cat,
+                        pool,
+                        stream_block,
+                        Some(stream_block),
+                        BackupError::Refused(super::describe(&e)),
+                        &wait,
+                        &events,
+                        &interrupt,
+                    )
+                }
+                other => other,
+            };
+            waited.map_err(|e| BackupError::Refused(super::describe(&e)))
+        };
+        // Spanning needs someone to provide the next tape: the library, or the operator.
+        let can_span = (req.pool.is_some() && spec.is_virtual()) || wait.waits();
+        let run_events = events.clone();
         with_progress(&args, &telemetry, || {
             backup::run(
                 &req,
                 scan,
                 Target::Tape(Box::new(target)),
                 Some(&mut cat),
+                can_span.then_some(&mut next_volume as &mut backup::NextVolume<'_>),
                 telemetry.clone(),
-                events,
+                run_events,
                 interrupt.clone(),
             )
         })?
