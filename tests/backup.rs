@@ -925,3 +925,121 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
         .join("00002.tar")
         .exists());
 }
+
+#[test]
+fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_full() {
+    let home = Home::new();
+    home.run(&[
+        "vlib",
+        "init",
+        "--time-scale",
+        "0",
+        "--capacity",
+        "6MiB",
+        "--slots",
+        "1",
+    ])
+    .success();
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+    let src = many_files(home.path(), 12, 1 << 20);
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--pool",
+            "p",
+            "--block-size",
+            "64KiB",
+        ])
+        .args(["--memory-buffer", "4MiB", "--json"])
+        .arg(&src)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains("no next volume after TD0001L9"), "{error}");
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "full", "{volume}");
+    let saved = summary["files"].as_u64().unwrap();
+    assert!(
+        (1..=5).contains(&saved),
+        "only what is on the tape: {summary}"
+    );
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
+    let home = Home::new();
+    home.run(&[
+        "vlib",
+        "init",
+        "--time-scale",
+        "0",
+        "--capacity",
+        "6MiB",
+        "--slots",
+        "1",
+    ])
+    .success();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 12, 1 << 20);
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    let child = Std::new(exe)
+        .env("TAPEDECK_HOME", home.path())
+        .env("TAPEDECK_CONFIG", home.config())
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--block-size",
+            "64KiB",
+            "--memory-buffer",
+        ])
+        .args(["4MiB", "--change-timeout", "60", "--json"])
+        .arg(&src)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first tape is full and the backup asks for the next.
+    let log_dir = home.path().join("logs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logged = fs::read_dir(&log_dir)
+            .map(|d| {
+                d.flatten().any(|f| {
+                    fs::read_to_string(f.path())
+                        .unwrap_or_default()
+                        .contains("needs a tape")
+                })
+            })
+            .unwrap_or(false);
+        if logged {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never asked for a tape"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "aborted", "{summary}");
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["status"], "full", "{volume}");
+}

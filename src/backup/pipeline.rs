@@ -738,6 +738,11 @@ pub fn run(
                 crate::units::format_size(tape_bytes)
             )),
         ),
+        // Interrupted while waiting for the next tape: the operator stopped it, the drive
+        // did not fail.
+        WriterEnd::Failed(m) if interrupt.requested() && tape_error.is_none() => {
+            (BackupStatus::Aborted, Some(format!("interrupted: {m}")))
+        }
         WriterEnd::Failed(m) => (BackupStatus::Failed, Some(m.clone())),
     };
     if let Err(e) = &batch_result {
@@ -823,7 +828,9 @@ pub fn run(
         if matches!(writer_end, WriterEnd::EndOfTape) {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
-        if matches!(writer_end, WriterEnd::Failed(_)) {
+        // Only the drive's own failure puts the volume in error (not a tape change that
+        // could not be made).
+        if matches!(writer_end, WriterEnd::Failed(_)) && tape_error.is_some() {
             c.set_volume_status(&last.label, VolumeStatus::Error, error.as_deref())?;
         }
     }
