@@ -535,6 +535,11 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         return print_json(s);
     }
     let place = match (&s.volume, s.tape_file) {
+        (Some(v), Some(f)) if s.volumes.len() > 1 => format!(
+            "volume {v}, tape file {f} at block {}, continued on {}",
+            s.first_block.unwrap_or(0),
+            s.volumes[1..].join(", ")
+        ),
         (Some(v), Some(f)) => format!(
             "volume {v}, tape file {f} at block {}",
             s.first_block.unwrap_or(0)
