@@ -325,6 +325,16 @@ impl Config {
         self.file.vlib.dir.is_none()
     }
 
+    /// The block size to write with on drive `name`: its `block_size`, else the default.
+    pub fn drive_block_size(&self, name: &str) -> u64 {
+        self.file
+            .drives
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.block_size)
+            .unwrap_or(DEFAULT_BLOCK_SIZE)
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.file
             .logging

@@ -637,13 +637,7 @@ pub fn run(
             // Entries before the oldest one still to be recorded are done with.
             entries.release_before(recorder.pending.front().map_or(next_index, |e| e.index));
             let totals = entries.totals();
-            for s in entries.skipped_since(scan_skips_seen) {
-                scan_skips_seen += 1;
-                events.send(Event::FileSkipped {
-                    path: s.path.display().to_string(),
-                    reason: s.reason,
-                });
-            }
+            report_scan_skips(&entries, &mut scan_skips_seen, &events);
             if totals.done && !scan_done {
                 scan_done = true;
                 tracing::info!(
@@ -682,12 +676,7 @@ pub fn run(
         failure.get_or_insert(format!("encoding the archive: {e}"));
         EncoderEnd::WriterStopped { bytes: 0 }
     });
-    for s in entries.skipped_since(scan_skips_seen) {
-        events.send(Event::FileSkipped {
-            path: s.path.display().to_string(),
-            reason: s.reason,
-        });
-    }
+    report_scan_skips(&entries, &mut scan_skips_seen, &events);
     skipped += entries.totals().skipped as u64;
     if failure.is_none() {
         if let Err(e) = recorder.record_up_to(
@@ -869,6 +858,17 @@ pub fn run(
         peak_memory: peak_memory(),
         error,
     })
+}
+
+/// Tells of the paths the scan skipped since the last call.
+fn report_scan_skips(entries: &EntryLog, seen: &mut usize, events: &Events) {
+    for s in entries.skipped_since(*seen) {
+        *seen += 1;
+        events.send(Event::FileSkipped {
+            path: s.path.display().to_string(),
+            reason: s.reason,
+        });
+    }
 }
 
 /// Serves a writer's request for the next volume: records what is on the full one, marks

@@ -226,60 +226,26 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         if let Some(p) = &args.pool {
             cat.pool(p)?;
         }
-        let mut drive = spec.open()?;
-        let block = requested_block.unwrap_or(
-            config
-                .file
-                .drives
-                .iter()
-                .find(|d| d.name == spec.name)
-                .and_then(|d| d.block_size)
-                .unwrap_or(DEFAULT_BLOCK_SIZE) as u32,
-        );
-        if let Some(label) = super::catalog::label_if_blank(
-            drive.as_mut(),
-            &mut cat,
-            &spec,
-            args.pool.as_deref(),
-            block,
-        )? {
-            eprintln!("Labelled the blank cartridge in {} as {label}.", spec.name);
-        }
+        let block = requested_block.unwrap_or(config.drive_block_size(&spec.name) as u32);
         let wait =
             super::tape_change::Wait::from_terminal(args.change_timeout.map(Duration::from_secs));
         let pool = args.pool.as_deref();
-        let target = match volume::prepare(drive, &mut cat, pool, requested_block) {
-            Ok(t) => t,
-            Err(e) if !e.is_bad_input() => return Err(e.into()),
-            // The tape in the drive will not do: with a pool and a changer, find one that
-            // will; else (or failing that) ask the operator, if someone can answer.
-            Err(e) => {
-                let allocated = match pool {
-                    Some(p) if spec.is_virtual() => {
-                        allocate_volume(&spec, &mut cat, p, block, requested_block, e)
-                    }
-                    _ => Err(e.into()),
-                };
-                match allocated {
-                    Ok(t) => t,
-                    Err(e) if wait.waits() && super::exit_code(&e) == 2 => {
-                        let why = BackupError::Refused(super::describe(&e));
-                        super::tape_change::wait_for_tape(
-                            &spec,
-                            &mut cat,
-                            pool,
-                            block,
-                            requested_block,
-                            why,
-                            &wait,
-                            &events,
-                            &interrupt,
-                        )?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        };
+        let target =
+            match super::tape_change::try_drive(&spec, &mut cat, pool, block, requested_block)? {
+                Ok(t) => t,
+                // The tape in the drive will not do.
+                Err(e) => other_volume(
+                    &spec,
+                    &mut cat,
+                    pool,
+                    block,
+                    requested_block,
+                    e,
+                    &wait,
+                    &events,
+                    &interrupt,
+                )?,
+            };
         req.buffer = memory::buffer_size(requested_buffer, available, target.block_size as u64)
             .map_err(tapedeck::backup::BackupError::from)?;
         if req.pool.is_none() {
@@ -294,31 +260,18 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
          -> Result<volume::TapeTarget, BackupError> {
             // The full tape's drive is closed before anything moves.
             drop(full);
-            let pool = volume_pool.as_deref();
-            let first = BackupError::Refused(why);
-            let allocated = match pool {
-                Some(p) if spec.is_virtual() => {
-                    allocate_volume(&spec, cat, p, stream_block, Some(stream_block), first)
-                }
-                _ => Err(first.into()),
-            };
-            let waited = match allocated {
-                Err(e) if wait.waits() && super::exit_code(&e) == 2 => {
-                    super::tape_change::wait_for_tape(
-                        &spec,
-                        cat,
-                        pool,
-                        stream_block,
-                        Some(stream_block),
-                        BackupError::Refused(super::describe(&e)),
-                        &wait,
-                        &events,
-                        &interrupt,
-                    )
-                }
-                other => other,
-            };
-            waited.map_err(|e| BackupError::Refused(super::describe(&e)))
+            other_volume(
+                &spec,
+                cat,
+                volume_pool.as_deref(),
+                stream_block,
+                Some(stream_block),
+                BackupError::Refused(why),
+                &wait,
+                &events,
+                &interrupt,
+            )
+            .map_err(|e| BackupError::Refused(super::describe(&e)))
         };
         // Spanning needs someone to provide the next tape: the library, or the operator.
         let can_span = (req.pool.is_some() && spec.is_virtual()) || wait.waits();
@@ -347,6 +300,43 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             summary.uuid,
             summary.error.as_deref().unwrap_or("unknown error")
         )),
+    }
+}
+
+/// A volume to use instead of the tape in the drive (`first` says why that will not do):
+/// with a pool and a changer, the best cartridge of the library; else, or failing that, one
+/// the operator loads, if someone can answer.
+#[allow(clippy::too_many_arguments)]
+fn other_volume(
+    spec: &drives::DriveSpec,
+    cat: &mut tapedeck::catalog::Catalog,
+    pool: Option<&str>,
+    block: u32,
+    requested_block: Option<u32>,
+    first: BackupError,
+    wait: &super::tape_change::Wait,
+    events: &Events,
+    interrupt: &Interrupt,
+) -> Result<volume::TapeTarget> {
+    let allocated = match pool {
+        Some(p) if spec.is_virtual() => {
+            allocate_volume(spec, cat, p, block, requested_block, first)
+        }
+        _ => Err(first.into()),
+    };
+    match allocated {
+        Err(e) if wait.waits() && super::exit_code(&e) == 2 => super::tape_change::wait_for_tape(
+            spec,
+            cat,
+            pool,
+            block,
+            requested_block,
+            BackupError::Refused(super::describe(&e)),
+            wait,
+            events,
+            interrupt,
+        ),
+        other => other,
     }
 }
 

@@ -353,13 +353,7 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
     }
     let block_size = match &args.block_size {
         Some(text) => parse_size(text).map_err(bad_input)?,
-        None => config
-            .file
-            .drives
-            .iter()
-            .find(|d| d.name == spec.name)
-            .and_then(|d| d.block_size)
-            .unwrap_or(tapedeck::config::DEFAULT_BLOCK_SIZE),
+        None => config.drive_block_size(&spec.name),
     };
     let block_size = u32::try_from(block_size)
         .ok()

@@ -58,8 +58,9 @@ fn qualifying(cat: &Catalog, pool: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// One look at the drive: a usable tape positioned for appending, or why not.
-fn try_drive(
+/// One look at the drive: a usable tape positioned for appending, or why not (a blank
+/// virtual cartridge is labelled first).
+pub(super) fn try_drive(
     spec: &DriveSpec,
     cat: &mut Catalog,
     pool: Option<&str>,
