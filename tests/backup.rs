@@ -40,24 +40,32 @@ fn cartridge(home: &Home) -> PathBuf {
     home.vlib().join("cartridges/TD0001L9")
 }
 
-fn backup(home: &Home, src: &Path) -> serde_json::Value {
+/// `tapedeck backup ARGS --json SRC`, expected to exit with `code`: the JSON summary and
+/// what went to stderr.
+fn backup_json(home: &Home, args: &[&str], src: &Path, code: i32) -> (serde_json::Value, String) {
     let out = home
         .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--json",
-        ])
+        .arg("backup")
+        .args(args)
+        .arg("--json")
         .arg(src)
         .assert()
-        .success()
+        .code(code)
         .get_output()
-        .stdout
         .clone();
-    serde_json::from_slice(&out).expect("summary JSON")
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (summary, stderr)
+}
+
+fn backup(home: &Home, src: &Path) -> serde_json::Value {
+    backup_json(
+        home,
+        &["--drive", "lto9", "--memory-buffer", "16MiB"],
+        src,
+        0,
+    )
+    .0
 }
 
 #[test]
@@ -281,23 +289,12 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
     // Block 2 starts tape file 1; the fifth block of data fails.
     home.run(&["vlib", "set", "TD0001L9", "--write-error-at", "6"])
         .success();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--json",
-        ])
-        .arg(&src)
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let (summary, _) = backup_json(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "16MiB"],
+        &src,
+        1,
+    );
     assert_eq!(summary["status"], "failed", "{summary}");
     assert!(
         summary["error"].as_str().unwrap().contains("write"),
@@ -339,24 +336,25 @@ fn device_writes_the_bare_tar_stream() {
     assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
 }
 
-fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
+/// `tapedeck backup ARGS --json SRC` started in the background (no terminal).
+fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process::Child {
     let exe = assert_cmd::cargo::cargo_bin("tapedeck");
     Std::new(exe)
         .env("TAPEDECK_HOME", home.path())
         .env("TAPEDECK_CONFIG", home.config())
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "4MiB",
-            "--json",
-        ])
+        .arg("backup")
+        .args(args)
+        .arg("--json")
         .arg(src)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
+    spawn_backup_with(home, &["--drive", "lto9", "--memory-buffer", "4MiB"], src)
 }
 
 /// Waits until the backup has written its first data block to the virtual tape.
@@ -434,23 +432,12 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     let small = home.path().join("small");
     fs::create_dir(&small).unwrap();
     fs::write(small.join("a"), b"a").unwrap();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "4MiB",
-            "--json",
-        ])
-        .arg(&small)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (summary, _) = backup_json(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "4MiB"],
+        &small,
+        0,
+    );
     assert_eq!(summary["status"], "complete");
     assert!(summary["tape_file"].as_u64().unwrap() >= 2, "{summary}");
     let status = home.json(&["status", "--json"]).to_string();
@@ -469,24 +456,13 @@ fn a_file_larger_than_the_volume_is_skipped_with_the_reason() {
     fs::create_dir(&src).unwrap();
     fs::write(src.join("huge"), vec![7u8; 20 << 20]).unwrap();
     fs::write(src.join("small"), b"small").unwrap();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "8MiB",
-            "--json",
-        ])
-        .arg(&src)
-        .assert()
-        .success()
-        .stderr(predicates::str::contains("not supported yet"))
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (summary, stderr) = backup_json(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "8MiB"],
+        &src,
+        0,
+    );
+    assert!(stderr.contains("not supported yet"), "{stderr}");
     assert_eq!(summary["skipped"], 1, "{summary}");
     assert_eq!(
         summary["files"], 2,
@@ -501,23 +477,12 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     home.run(&["vlib", "set", "TD0001L9", "--early-warning-at", "6MiB"])
         .success();
     let src = many_files(home.path(), 6, 3 << 20);
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "8MiB",
-            "--json",
-        ])
-        .arg(&src)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (summary, _) = backup_json(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "8MiB"],
+        &src,
+        1,
+    );
     assert_eq!(summary["status"], "failed", "{summary}");
     assert!(
         summary["error"].as_str().unwrap().contains("full"),
@@ -603,23 +568,12 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
     let src = home.path().join("one");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("f"), b"small").unwrap();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "1GiB",
-            "--json",
-        ])
-        .arg(&src)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let (summary, _) = backup_json(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "1GiB"],
+        &src,
+        0,
+    );
     assert_eq!(summary["buffer"], 1u64 << 30);
     let peak = summary["peak_memory"].as_u64().unwrap();
     assert!(
@@ -667,27 +621,8 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
 }
 
 fn backup_to_pool(home: &Home, pool: &str, src: &Path) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--pool",
-            pool,
-            "--memory-buffer",
-            "8MiB",
-        ])
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    (
-        serde_json::from_slice(&out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args = ["--drive", "lto9", "--pool", pool, "--memory-buffer", "8MiB"];
+    backup_json(home, &args, src, 0)
 }
 
 #[test]
@@ -751,24 +686,7 @@ fn an_expired_full_volume_of_the_pool_is_recycled_before_a_blank_is_started() {
 fn without_a_terminal_the_backup_waits_for_a_tape_when_asked_to() {
     let home = Home::with_fast_vlib();
     let src = many_files(home.path(), 3, 1000);
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    let child = Std::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--change-timeout",
-            "60",
-            "--json",
-        ])
-        .arg(&src)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup_with(&home, &["--drive", "lto9", "--change-timeout", "60"], &src);
     std::thread::sleep(std::time::Duration::from_millis(500));
     // Load a cartridge while it waits (the drive is only held while it looks).
     let mut loaded = false;
@@ -834,24 +752,21 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     for i in 0..45 {
         fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
     }
-    let out = home
-        .cmd()
-        .args([
-            "backup",
+    let (summary, _) = backup_json(
+        &home,
+        &[
             "--drive",
             "lto9",
             "--pool",
             "p",
             "--block-size",
             "64KiB",
-        ])
-        .args(["--memory-buffer", "4MiB", "--json"])
-        .arg(&src)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            "--memory-buffer",
+            "4MiB",
+        ],
+        &src,
+        0,
+    );
     let volumes: Vec<String> = summary["volumes"]
         .as_array()
         .unwrap()
@@ -943,24 +858,21 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
     home.run(&["pool", "create", "--name", "p", "--retention", "7"])
         .success();
     let src = many_files(home.path(), 12, 1 << 20);
-    let out = home
-        .cmd()
-        .args([
-            "backup",
+    let (summary, _) = backup_json(
+        &home,
+        &[
             "--drive",
             "lto9",
             "--pool",
             "p",
             "--block-size",
             "64KiB",
-        ])
-        .args(["--memory-buffer", "4MiB", "--json"])
-        .arg(&src)
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            "--memory-buffer",
+            "4MiB",
+        ],
+        &src,
+        1,
+    );
     assert_eq!(summary["status"], "failed", "{summary}");
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("no next volume after TD0001L9"), "{error}");
@@ -989,25 +901,20 @@ fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
     .success();
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 12, 1 << 20);
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    let child = Std::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .args([
-            "backup",
+    let child = spawn_backup_with(
+        &home,
+        &[
             "--drive",
             "lto9",
             "--block-size",
             "64KiB",
             "--memory-buffer",
-        ])
-        .args(["4MiB", "--change-timeout", "60", "--json"])
-        .arg(&src)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+            "4MiB",
+            "--change-timeout",
+            "60",
+        ],
+        &src,
+    );
     // Wait until the first tape is full and the backup asks for the next.
     let log_dir = home.path().join("logs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

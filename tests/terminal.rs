@@ -51,13 +51,9 @@ fn wait_for(session: &str, what: &str, secs: u64) -> String {
     }
 }
 
-#[test]
-fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
-    require_tmux();
-    let home = Home::new();
-    slow_library(&home);
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let src = many_files(home.path(), 60, 1 << 20);
+/// Starts `tapedeck backup --drive lto9 --memory-buffer 4MiB SRC` in a new tmux session;
+/// the pane shows `EXIT=<code>` when it ends.
+fn backup_in_tmux(home: &Home, src: &std::path::Path, tag: &str) -> Session {
     let exe = assert_cmd::cargo::cargo_bin("tapedeck");
     let script = format!(
         "TAPEDECK_HOME='{}' TAPEDECK_CONFIG='{}' '{}' backup --drive lto9 --memory-buffer 4MiB '{}'; \
@@ -67,8 +63,7 @@ fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
         exe.display(),
         src.display()
     );
-    let name = format!("tapedeck-test-{}", std::process::id());
-    let session = Session(name.clone());
+    let name = format!("{tag}-{}", std::process::id());
     tmux(&[
         "new-session",
         "-d",
@@ -82,6 +77,17 @@ fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
         "-c",
         &script,
     ]);
+    Session(name)
+}
+
+#[test]
+fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
+    require_tmux();
+    let home = Home::new();
+    slow_library(&home);
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 60, 1 << 20);
+    let session = backup_in_tmux(&home, &src, "tapedeck-test");
 
     // The progress line: bytes on tape, rate, buffer fill, writer state, ETA, current file.
     let screen = wait_for(&session.0, "MB/s | buffer", 30);
@@ -110,30 +116,7 @@ fn the_operator_is_asked_for_a_tape_and_the_backup_goes_on_once_one_is_loaded() 
     require_tmux();
     let home = Home::with_fast_vlib();
     let src = many_files(home.path(), 3, 1000);
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    let script = format!(
-        "TAPEDECK_HOME='{}' TAPEDECK_CONFIG='{}' '{}' backup --drive lto9 --memory-buffer 4MiB '{}'; \
-         echo EXIT=$?; sleep 60",
-        home.path().display(),
-        home.config().display(),
-        exe.display(),
-        src.display()
-    );
-    let name = format!("tapedeck-change-{}", std::process::id());
-    let session = Session(name.clone());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "160",
-        "-y",
-        "30",
-        "bash",
-        "-c",
-        &script,
-    ]);
+    let session = backup_in_tmux(&home, &src, "tapedeck-change");
     let screen = wait_for(&session.0, "press Enter", 30);
     assert!(screen.contains("Drive lto9 needs a tape"), "{screen}");
     // Enter with nothing loaded: told again what is missing.
