@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{many_files, slow_library, Home};
+use common::{backup_json, many_files, noise, slow_library, Home};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -38,24 +38,6 @@ fn labelled(home: &Home) {
 
 fn cartridge(home: &Home) -> PathBuf {
     home.vlib().join("cartridges/TD0001L9")
-}
-
-/// `tapedeck backup ARGS --json SRC`, expected to exit with `code`: the JSON summary and
-/// what went to stderr.
-fn backup_json(home: &Home, args: &[&str], src: &Path, code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    (summary, stderr)
 }
 
 fn backup(home: &Home, src: &Path) -> serde_json::Value {
@@ -736,17 +718,6 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
         .success();
     let src = home.path().join("src");
     fs::create_dir(&src).unwrap();
-    let noise = |n: usize, seed: u64| -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
     fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
     fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
     for i in 0..45 {

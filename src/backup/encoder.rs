@@ -354,7 +354,9 @@ fn encode_one(
         _ => {}
     }
     let start = builder.get_ref().written();
-    spans.begin(start, &entry.name);
+    let source =
+        matches!(entry.kind, EntryKind::File).then(|| (entry.path.clone(), entry.mtime_ns));
+    spans.begin(start, &entry.name, source);
     builder.get_mut().start_capture();
     if !entry.xattrs.is_empty() {
         let keys: Vec<String> = entry

@@ -7,6 +7,7 @@ pub mod entries;
 pub mod flow;
 pub mod memory;
 pub mod reader;
+pub mod replay;
 pub mod ring;
 pub mod scan;
 pub mod spans;

@@ -7,12 +7,15 @@ use super::entries::{Cursor, EntryLog};
 use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
 use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
 use super::reader::{PrefetchConfig, Prefetcher};
+use super::replay::{Replay, ReplayDamage};
 use super::ring::Ring;
 use super::scan::EntryKind;
 use super::spans::Spans;
 use super::telemetry::{Event, Events, Telemetry};
 use super::volume::TapeTarget;
-use super::writer::{self, Progress, Sink, Spanning, VolumeChange, WriterEnd, WriterOutcome};
+use super::writer::{
+    self, ChangeReason, NextTape, Progress, Sink, Spanning, VolumeChange, WriterEnd, WriterOutcome,
+};
 use super::{BackupError, Interrupt};
 use crate::catalog::{
     self, BackupStatus, Catalog, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
@@ -74,6 +77,9 @@ pub struct Summary {
     pub volume: Option<String>,
     /// Every volume the backup went to, in order (the index is on the last).
     pub volumes: Vec<String>,
+    /// Volumes given up after a write error, now in error: pull them. What the catalogue
+    /// records on them was written before the error.
+    pub failed_volumes: Vec<String>,
     pub tape_file: Option<u64>,
     pub first_block: Option<u64>,
     /// Members saved (recorded as on tape), and their file data.
@@ -119,6 +125,11 @@ struct Recorder<'c> {
     parts: Vec<Part>,
     block_size: u64,
     pending: VecDeque<Encoded>,
+    /// Members written again after a write error (their stream start), and whether that
+    /// copy turned out damaged.
+    replays: Vec<(u64, ReplayDamage)>,
+    /// Volumes given up after a write error.
+    failed_volumes: Vec<String>,
     files: u64,
     bytes: u64,
     changed: u64,
@@ -214,7 +225,16 @@ impl Recorder<'_> {
             return Ok(());
         };
         let path = || format!("/{}", entry.name.trim_end_matches('/'));
-        match &enc.integrity {
+        let replay_damage = self
+            .replays
+            .iter()
+            .find(|(start, _)| *start == enc.start)
+            .and_then(|(_, d)| d.reason());
+        let integrity = match replay_damage {
+            Some(reason) => Integrity::Damaged(reason),
+            None => enc.integrity.clone(),
+        };
+        match &integrity {
             Integrity::Intact => {}
             Integrity::Changed(reason) => {
                 self.changed += 1;
@@ -565,6 +585,8 @@ pub fn run(
             .collect(),
         block_size: block_size as u64,
         pending: VecDeque::new(),
+        replays: Vec::new(),
+        failed_volumes: Vec::new(),
         files: 0,
         bytes: 0,
         changed: 0,
@@ -591,6 +613,7 @@ pub fn run(
                     backup_id,
                     &mut volume_seq,
                     block_size,
+                    &drive_name,
                     &events,
                 );
                 let _ = reply_tx.send(reply);
@@ -634,6 +657,7 @@ pub fn run(
                 events.send(Event::Interrupted { hard: false });
             }
             recorder.record_up_to(progress.bytes(), &events)?;
+            spans.written_to(progress.bytes());
             // Entries before the oldest one still to be recorded are done with.
             entries.release_before(recorder.pending.front().map_or(next_index, |e| e.index));
             let totals = entries.totals();
@@ -709,6 +733,7 @@ pub fn run(
         damaged,
         index,
         parts,
+        failed_volumes,
         ..
     } = recorder;
     let last_part = parts.last().cloned();
@@ -840,6 +865,7 @@ pub fn run(
         drive: drive_name,
         volume: tape.as_ref().map(|t| t.0.label.clone()),
         volumes: parts.iter().map(|p| p.label.clone()).collect(),
+        failed_volumes,
         tape_file: tape.as_ref().map(|t| t.1),
         first_block: tape.as_ref().map(|t| t.2),
         files,
@@ -871,8 +897,10 @@ fn report_scan_skips(entries: &EntryLog, seen: &mut usize, events: &Events) {
     }
 }
 
-/// Serves a writer's request for the next volume: records what is on the full one, marks
-/// it full, gets the next from `next_volume`, and returns its drive for the writer.
+/// Serves a writer's request for the next volume: records what is on the volume left,
+/// marks it full (or in error, after a write error), gets the next from `next_volume`, and
+/// returns its drive for the writer, with the member in flight made again after an error.
+#[allow(clippy::too_many_arguments)]
 fn change_volume(
     change: VolumeChange,
     recorder: &mut Recorder<'_>,
@@ -880,43 +908,91 @@ fn change_volume(
     backup_id: Option<i64>,
     seq: &mut i64,
     block_size: u32,
+    drive_name: &str,
     events: &Events,
-) -> Result<Box<dyn TapeDrive>, String> {
+) -> Result<NextTape, String> {
     let (Some(next_volume), Some(id)) = (next_volume, backup_id) else {
-        return Err("no other volume can be had".into());
+        return Err(match change.reason {
+            ChangeReason::WriteError(e) => e.to_string(),
+            ChangeReason::Full => "no other volume can be had".into(),
+        });
     };
     recorder
         .record_up_to(change.cut, events)
         .map_err(|e| e.to_string())?;
-    let Some(full) = recorder.parts.last().cloned() else {
+    let Some(left) = recorder.parts.last().cloned() else {
         return Err("no volume in use".into());
     };
+    let in_flight = change
+        .restart
+        .as_ref()
+        .map(|(span, _)| format!("/{}", span.name.trim_end_matches('/')));
     let Some(batch) = recorder.batch.as_mut() else {
         return Err("no catalogue".into());
     };
     let cat = batch.catalog().map_err(|e| e.to_string())?;
-    let recorded = cat
-        .record_volume_written(
-            full.volume_id,
-            change.bytes_on_volume as i64,
-            full.tape_file as i64 + 1,
-        )
-        .and_then(|()| cat.set_volume_status(&full.label, VolumeStatus::Full, None));
+    let recorded = cat.record_volume_written(
+        left.volume_id,
+        change.bytes_on_volume as i64,
+        left.tape_file as i64 + 1,
+    );
     recorded.map_err(|e| e.to_string())?;
-    events.send(Event::Warning {
-        message: format!(
-            "volume {} is full; the backup continues on the next",
-            full.label
-        ),
-    });
-    let next = next_volume(cat, change.drive, format!("volume {} is full", full.label))
-        .map_err(|e| format!("no next volume after {}: {e}", full.label))?;
+    let why = match &change.reason {
+        ChangeReason::Full => {
+            cat.set_volume_status(&left.label, VolumeStatus::Full, None)
+                .map_err(|e| e.to_string())?;
+            events.send(Event::Warning {
+                message: format!(
+                    "volume {} is full; the backup continues on the next",
+                    left.label
+                ),
+            });
+            format!("volume {} is full", left.label)
+        }
+        ChangeReason::WriteError(e) => {
+            let detail = e.to_string();
+            let position = match e {
+                crate::tape::TapeError::WriteFailed { position, .. }
+                | crate::tape::TapeError::Medium { position, .. } => Some(*position as i64),
+                _ => None,
+            };
+            cat.record_tape_error(&TapeErrorRecord {
+                volume_id: Some(left.volume_id),
+                backup_id: Some(id),
+                drive: drive_name,
+                kind: "write",
+                position,
+                detail: &detail,
+            })
+            .and_then(|()| cat.set_volume_status(&left.label, VolumeStatus::Error, Some(&detail)))
+            .map_err(|e| e.to_string())?;
+            recorder.failed_volumes.push(left.label.clone());
+            events.send(Event::VolumeFailed {
+                volume: left.label.clone(),
+                drive: drive_name.to_string(),
+                error: detail.clone(),
+                file: in_flight.clone(),
+            });
+            format!("volume {} failed: {detail}", left.label)
+        }
+    };
+    let next = next_volume(cat, change.drive, why.clone())
+        .map_err(|e| format!("no next volume after {}: {e}", left.label))?;
     if next.block_size != block_size {
         return Err(format!(
             "volume {} has {}-byte blocks, the backup {block_size}",
             next.volume.label, next.block_size
         ));
     }
+    // After a write error the member in flight is made again from its source.
+    let replay = match &change.restart {
+        Some((span, to)) => {
+            let replay = Replay::new(span, *to).map_err(|e| format!("{why}, and {e}"))?;
+            recorder.replays.push((span.start, replay.damage()));
+            Some(replay)
+        }
+        None => None,
+    };
     *seq += 1;
     cat.add_backup_volume(
         id,
@@ -932,16 +1008,30 @@ fn change_volume(
         block: next.first_block,
     });
     let c = &change.continuation;
-    recorder.parts.push(Part {
-        volume_id: next.volume.id,
-        label: next.volume.label.clone(),
-        tape_file: next.tape_file,
-        first_block: next.first_block,
-        stream_from: change.cut + c.skip,
-        prefix_len: c.prefix.len() as u64,
-        split: c.split,
+    recorder.parts.push(match &change.restart {
+        Some((span, _)) => Part {
+            volume_id: next.volume.id,
+            label: next.volume.label.clone(),
+            tape_file: next.tape_file,
+            first_block: next.first_block,
+            stream_from: span.start,
+            prefix_len: 0,
+            split: None,
+        },
+        None => Part {
+            volume_id: next.volume.id,
+            label: next.volume.label.clone(),
+            tape_file: next.tape_file,
+            first_block: next.first_block,
+            stream_from: change.cut + c.skip,
+            prefix_len: c.prefix.len() as u64,
+            split: c.split,
+        },
     });
-    Ok(next.drive)
+    Ok(NextTape {
+        drive: next.drive,
+        replay,
+    })
 }
 
 /// Bytes per second from the first block written until everything was on tape (the final

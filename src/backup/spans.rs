@@ -4,6 +4,7 @@
 //! headers, with those headers again, so that `tar -M` reads the volumes as one archive.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct MemberSpan {
     pub headers: Vec<u8>,
     /// Its member name.
     pub name: String,
+    /// The file its data is read from (regular files), and the file's mtime at the scan,
+    /// so a member lost to a write error can be written again from its source.
+    pub source: Option<(PathBuf, i64)>,
 }
 
 impl MemberSpan {
@@ -53,14 +57,16 @@ impl Spans {
         self.spans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A member begins at `start` (its headers are not written yet).
-    pub fn begin(&self, start: u64, name: &str) {
+    /// A member begins at `start` (its headers are not written yet); a regular file's
+    /// data comes from `source` (path, mtime in ns at the scan).
+    pub fn begin(&self, start: u64, name: &str, source: Option<(PathBuf, i64)>) {
         self.lock().push_back(MemberSpan {
             start,
             data_start: None,
             size: 0,
             headers: Vec::new(),
             name: name.to_string(),
+            source,
         });
     }
 
@@ -86,50 +92,60 @@ impl Spans {
         }
     }
 
-    /// How a stream cut at `x` continues on the next volume. Waits (briefly) for the
-    /// encoder to finish the headers of a member cut inside them; the encoder is then far
-    /// from blocked, since the buffer holds less than a member's headers.
-    pub fn continuation(&self, x: u64) -> Continuation {
+    /// The member that stream offset `x` falls in, once its headers are written. Waits
+    /// (briefly) for the encoder to finish the headers of a member cut inside them; the
+    /// encoder is then far from blocked, since the buffer holds less than its headers.
+    fn member_at(&self, x: u64) -> Option<MemberSpan> {
         loop {
             let spans = self.lock();
-            let Some(span) = spans
+            let span = spans
                 .iter()
-                .find(|s| s.start <= x && s.end().is_none_or(|e| x < e))
-            else {
-                return Continuation::default();
-            };
-            if span.start == x {
-                // Nothing of it is on the previous volume.
-                return Continuation::default();
+                .find(|s| s.start <= x && s.end().is_none_or(|e| x < e))?;
+            if span.data_start.is_some() || span.start == x {
+                return Some(span.clone());
             }
-            let Some(data_start) = span.data_start else {
-                drop(spans);
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            };
-            if x <= data_start {
-                // Cut inside the headers: the next volume gets them whole.
-                let have = (x - span.start) as usize;
-                return Continuation {
-                    prefix: span.headers[..have.min(span.headers.len())].to_vec(),
-                    skip: 0,
-                    split: None,
-                };
-            }
-            let done = x - data_start;
-            if done >= span.size {
-                // Only padding is left: the next volume starts with the next member.
-                return Continuation {
-                    prefix: Vec::new(),
-                    skip: span.end().unwrap_or(x) - x,
-                    split: None,
-                };
-            }
+            drop(spans);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The member in flight at a cut at `x` (begun before `x`, not ended), to be written
+    /// again from its start on another volume.
+    pub fn restart(&self, x: u64) -> Option<MemberSpan> {
+        self.member_at(x).filter(|s| s.start < x)
+    }
+
+    /// How a stream cut at `x` continues on the next volume.
+    pub fn continuation(&self, x: u64) -> Continuation {
+        let Some(span) = self.member_at(x) else {
+            return Continuation::default();
+        };
+        let Some(data_start) = span.data_start.filter(|_| span.start < x) else {
+            // Nothing of it is on the previous volume.
+            return Continuation::default();
+        };
+        if x <= data_start {
+            // Cut inside the headers: the next volume gets them whole.
+            let have = (x - span.start) as usize;
             return Continuation {
-                prefix: multivolume_header(&span.name, span.size - done, done),
+                prefix: span.headers[..have.min(span.headers.len())].to_vec(),
                 skip: 0,
-                split: Some((span.start, done)),
+                split: None,
             };
+        }
+        let done = x - data_start;
+        if done >= span.size {
+            // Only padding is left: the next volume starts with the next member.
+            return Continuation {
+                prefix: Vec::new(),
+                skip: span.end().unwrap_or(x) - x,
+                split: None,
+            };
+        }
+        Continuation {
+            prefix: multivolume_header(&span.name, span.size - done, done),
+            skip: 0,
+            split: Some((span.start, done)),
         }
     }
 }
@@ -168,7 +184,7 @@ mod tests {
     #[test]
     fn a_cut_in_the_data_continues_with_an_m_header() {
         let spans = Spans::default();
-        spans.begin(0, "a/file");
+        spans.begin(0, "a/file", None);
         spans.headers_done(512, 3000, vec![1; 512]);
         let c = spans.continuation(2048);
         assert_eq!(c.split, Some((0, 1536)));
@@ -182,13 +198,13 @@ mod tests {
     #[test]
     fn a_cut_in_the_headers_repeats_them_and_one_in_the_padding_skips_it() {
         let spans = Spans::default();
-        spans.begin(0, "x");
+        spans.begin(0, "x", None);
         spans.headers_done(1024, 100, (0..1024).map(|i| i as u8).collect());
         let c = spans.continuation(512);
         assert_eq!(c.prefix, (0..512).map(|i| i as u8).collect::<Vec<u8>>());
         assert_eq!(c.skip, 0);
         // Data ends at 1124, padding at 1536.
-        spans.begin(1536, "y");
+        spans.begin(1536, "y", None);
         let c = spans.continuation(1536);
         assert_eq!(
             c,
@@ -200,9 +216,9 @@ mod tests {
     #[test]
     fn written_members_are_forgotten() {
         let spans = Spans::default();
-        spans.begin(0, "a");
+        spans.begin(0, "a", None);
         spans.headers_done(512, 0, vec![0; 512]);
-        spans.begin(512, "b");
+        spans.begin(512, "b", None);
         spans.headers_done(1024, 10, vec![0; 512]);
         spans.written_to(512);
         assert_eq!(spans.lock().len(), 1);

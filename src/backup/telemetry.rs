@@ -98,6 +98,14 @@ pub enum Event {
         /// Volumes that would do, with where they are, as the operator reads them.
         candidates: Vec<String>,
     },
+    /// A volume failed to take data: it is in error and should be pulled; the backup
+    /// goes on on another volume, writing `file` (the member in flight) again whole.
+    VolumeFailed {
+        volume: String,
+        drive: String,
+        error: String,
+        file: Option<String>,
+    },
     Warning {
         message: String,
     },
@@ -148,6 +156,18 @@ impl Events {
                 }
             ),
             Event::Error { message } => tracing::error!("{message}"),
+            Event::VolumeFailed {
+                volume,
+                drive,
+                error,
+                file,
+            } => tracing::error!(
+                "volume {volume} in {drive} failed ({error}); it is marked in error: pull it. \
+                 The backup goes on on another volume{}",
+                file.as_ref()
+                    .map(|f| format!(", writing {f} again from its start"))
+                    .unwrap_or_default()
+            ),
             Event::WriterStopped { .. } => tracing::debug!(?event, "writer stopped"),
             Event::Interrupted { hard: false } => tracing::warn!(
                 "interrupted: no more files are read; what is buffered goes to tape \

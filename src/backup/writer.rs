@@ -3,8 +3,9 @@
 //! tape, and ends the tape file with a filemark whatever happens.
 
 use super::flow::{FlowController, FlowDecision, WriterState};
+use super::replay::Replay;
 use super::ring::Ring;
-use super::spans::{Continuation, Spans};
+use super::spans::{Continuation, MemberSpan, Spans};
 use super::telemetry::{Event, Events, Telemetry};
 use super::Interrupt;
 use crate::tape::{TapeDrive, TapeError, WriteOutcome};
@@ -119,22 +120,48 @@ fn close_file(sink: &mut Sink) -> Result<(), TapeError> {
     }
 }
 
-/// What the writer needs to go on on another volume when a tape fills up: where the
-/// members lie in the stream, and a way to hand over the full tape and get the next.
+/// Volumes given up after a write error in one backup before the drive itself is
+/// suspected and the backup fails.
+pub const MAX_FAILED_VOLUMES: usize = 2;
+
+/// What the writer needs to go on on another volume when a tape fills up or fails: where
+/// the members lie in the stream, and a way to hand over the tape and get the next.
 pub struct Spanning {
     pub spans: Arc<Spans>,
     pub requests: mpsc::Sender<VolumeChange>,
-    pub replies: mpsc::Receiver<Result<Box<dyn TapeDrive>, String>>,
+    pub replies: mpsc::Receiver<Result<NextTape, String>>,
 }
 
-/// A full tape handed back, and where the stream was cut.
+/// The next volume's drive, and for a change after a write error the member in flight
+/// made again from its start.
+pub struct NextTape {
+    pub drive: Box<dyn TapeDrive>,
+    pub replay: Option<Replay>,
+}
+
+/// Why the writer leaves a volume.
+#[derive(Debug)]
+pub enum ChangeReason {
+    /// Early warning: the volume is full.
+    Full,
+    /// The drive failed to write to it: the volume is suspect.
+    WriteError(TapeError),
+}
+
+/// A tape handed back, and where the stream was cut.
 pub struct VolumeChange {
     pub drive: Box<dyn TapeDrive>,
-    /// Stream offset of the first byte not on the full tape.
+    pub reason: ChangeReason,
+    /// Stream offset of the first byte not on the tape.
     pub cut: u64,
-    /// Bytes written to the full tape's tape file.
+    /// Bytes written to the tape's tape file.
     pub bytes_on_volume: u64,
+    /// How a full volume's stream continues.
     pub continuation: Continuation,
+    /// After a write error: the member in flight at the cut, to be written again whole,
+    /// and the stream offset up to which it must be made again (where the buffered
+    /// stream goes on).
+    pub restart: Option<(MemberSpan, u64)>,
 }
 
 /// What the writer writes next: the stream, after a volume change preceded by the
@@ -143,6 +170,10 @@ struct Output {
     block: usize,
     /// Bytes to write before the stream on this volume.
     prefix: Vec<u8>,
+    /// After a write error: stream bytes from `on_tape` made again from the source, before
+    /// `tail`; `replay_buf` holds what was read of them and is not written yet.
+    replay: Option<Replay>,
+    replay_buf: Vec<u8>,
     /// Stream bytes taken from the ring and not yet written.
     tail: Vec<u8>,
     /// Stream bytes still to leave out (padding after a cut).
@@ -153,12 +184,59 @@ struct Output {
 
 impl Output {
     fn direct(&self) -> bool {
-        self.prefix.is_empty() && self.tail.is_empty() && self.skip == 0
+        self.prefix.is_empty() && !self.replaying() && self.tail.is_empty() && self.skip == 0
+    }
+
+    fn replaying(&self) -> bool {
+        self.replay.is_some() || !self.replay_buf.is_empty()
     }
 
     /// Bytes taken but not yet written.
     fn pending(&self) -> bool {
-        !self.prefix.is_empty() || !self.tail.is_empty()
+        !self.prefix.is_empty() || self.replaying() || !self.tail.is_empty()
+    }
+
+    /// Stream offset of the first byte of `tail`.
+    fn tail_start(&self) -> u64 {
+        self.on_tape + self.replay_buf.len() as u64 + self.replay.as_ref().map_or(0, Replay::left)
+    }
+
+    /// Reads replayed bytes until a block's worth is at hand (or the replay is done).
+    fn fill_replay(&mut self) {
+        while let Some(r) = self.replay.as_mut() {
+            let want = self
+                .block
+                .saturating_sub(self.prefix.len() + self.replay_buf.len());
+            if want == 0 {
+                break;
+            }
+            r.read_into(&mut self.replay_buf, want);
+            if r.left() == 0 {
+                self.replay = None;
+            }
+        }
+    }
+
+    /// Leaves out `n` stream bytes after what is on tape (padding after a cut).
+    fn discard(&mut self, mut n: u64) {
+        let k = n.min(self.replay_buf.len() as u64) as usize;
+        self.replay_buf.drain(..k);
+        self.on_tape += k as u64;
+        n -= k as u64;
+        while n > 0 {
+            let Some(r) = self.replay.as_mut() else { break };
+            let mut scratch = Vec::new();
+            r.read_into(&mut scratch, n.min(1 << 20) as usize);
+            n -= scratch.len() as u64;
+            self.on_tape += scratch.len() as u64;
+            if r.left() == 0 {
+                self.replay = None;
+            }
+        }
+        let k = n.min(self.tail.len() as u64) as usize;
+        self.tail.drain(..k);
+        self.on_tape += k as u64;
+        self.skip = n - k as u64;
     }
 
     fn take(&mut self, data: &[u8]) {
@@ -169,15 +247,24 @@ impl Output {
     }
 
     /// The next whole block, if there is enough (or, at the end, padded with zeros).
-    fn next_block(&self, at_end: bool) -> Option<Vec<u8>> {
-        let have = self.prefix.len() + self.tail.len();
+    fn next_block(&mut self, at_end: bool) -> Option<Vec<u8>> {
+        self.fill_replay();
+        // The tail comes only after the whole replay.
+        let tail = if self.replay.is_some() {
+            &[][..]
+        } else {
+            &self.tail[..]
+        };
+        let have = self.prefix.len() + self.replay_buf.len() + tail.len();
         if have == 0 || (have < self.block && !at_end) {
             return None;
         }
         let mut out = Vec::with_capacity(self.block);
         out.extend_from_slice(&self.prefix[..self.prefix.len().min(self.block)]);
         let rest = self.block - out.len();
-        out.extend_from_slice(&self.tail[..self.tail.len().min(rest)]);
+        out.extend_from_slice(&self.replay_buf[..self.replay_buf.len().min(rest)]);
+        let rest = self.block - out.len();
+        out.extend_from_slice(&tail[..tail.len().min(rest)]);
         out.resize(self.block, 0);
         Some(out)
     }
@@ -186,58 +273,100 @@ impl Output {
     fn written(&mut self) {
         let p = self.prefix.len().min(self.block);
         self.prefix.drain(..p);
-        let t = self.tail.len().min(self.block - p);
-        self.tail.drain(..t);
-        self.on_tape += t as u64;
+        let r = self.replay_buf.len().min(self.block - p);
+        self.replay_buf.drain(..r);
+        self.on_tape += r as u64;
+        if self.replay.is_none() {
+            let t = self.tail.len().min(self.block - p - r);
+            self.tail.drain(..t);
+            self.on_tape += t as u64;
+        }
     }
 
     /// Continues on a new volume: what is not on tape is the tail, from the cut.
     fn continue_with(&mut self, c: &Continuation) {
         self.prefix = c.prefix.clone();
-        let k = (c.skip.min(self.tail.len() as u64)) as usize;
-        self.tail.drain(..k);
-        self.on_tape += k as u64;
-        self.skip = c.skip - k as u64;
+        self.discard(c.skip);
+    }
+
+    /// Starts again on a new volume after a write error: from the first byte of the member
+    /// in flight (`restart`, made again by `replay`), or from the cut.
+    fn restart_with(&mut self, restart: Option<u64>, replay: Option<Replay>) {
+        self.prefix.clear();
+        self.skip = 0;
+        if let Some(start) = restart {
+            self.replay_buf.clear();
+            self.replay = replay;
+            self.on_tape = start;
+        }
     }
 }
 
-/// Closes the full tape's file, hands the tape over and takes the next one. On failure the
-/// sink to close and why.
+/// Closes the tape's file, hands the tape over and takes the next one: after early
+/// warning the stream continues where it was cut; after a write error it starts again at
+/// the member in flight. On failure the sink to close and why.
 fn change_volume(
     mut sink: Sink,
     out: &mut Output,
     bytes_on_volume: u64,
+    reason: ChangeReason,
     spanning: &Spanning,
     events: &Events,
 ) -> Result<Sink, (Sink, String)> {
-    if let Err(e) = close_file(&mut sink) {
-        return Err((sink, format!("closing the tape file on the full tape: {e}")));
-    }
+    let closed = close_file(&mut sink);
     let Sink::Tape(drive) = sink else {
         return Err((sink, "the device is full".into()));
     };
     let cut = out.on_tape;
-    let continuation = spanning.spans.continuation(cut);
-    events.send(Event::Warning {
-        message: format!(
-            "{}: the tape is full after {}; continuing on another volume",
-            drive.name(),
-            crate::units::format_size(bytes_on_volume)
-        ),
-    });
+    let (continuation, restart) = match &reason {
+        ChangeReason::Full => {
+            if let Err(e) = closed {
+                return Err((
+                    Sink::Tape(drive),
+                    format!("closing the tape file on the full tape: {e}"),
+                ));
+            }
+            events.send(Event::Warning {
+                message: format!(
+                    "{}: the tape is full after {}; continuing on another volume",
+                    drive.name(),
+                    crate::units::format_size(bytes_on_volume)
+                ),
+            });
+            (spanning.spans.continuation(cut), None)
+        }
+        ChangeReason::WriteError(_) => {
+            if let Err(e) = closed {
+                // The tape file stays unclosed on a tape that is pulled anyway.
+                tracing::warn!("closing the tape file after the write error: {e}");
+            }
+            let restart = spanning
+                .spans
+                .restart(cut)
+                .map(|span| (span, out.tail_start()));
+            (Continuation::default(), restart)
+        }
+    };
+    let restart_at = restart.as_ref().map(|(span, _)| span.start);
     let change = VolumeChange {
         drive,
+        reason,
         cut,
         bytes_on_volume,
         continuation: continuation.clone(),
+        restart,
     };
     if let Err(mpsc::SendError(change)) = spanning.requests.send(change) {
         return Err((Sink::Tape(change.drive), "no one to change the tape".into()));
     }
     match spanning.replies.recv() {
         Ok(Ok(next)) => {
-            out.continue_with(&continuation);
-            Ok(Sink::Tape(next))
+            if restart_at.is_some() || next.replay.is_some() {
+                out.restart_with(restart_at, next.replay);
+            } else {
+                out.continue_with(&continuation);
+            }
+            Ok(Sink::Tape(next.drive))
         }
         Ok(Err(message)) => Err((Sink::Stream(Box::new(std::io::sink())), message)),
         Err(_) => Err((
@@ -274,9 +403,12 @@ pub fn run(
     let mut last_write = 0.0;
     let mut last_state = flow.state();
     let mut tape_error = None;
+    let mut failed_volumes = 0usize;
     let mut out = Output {
         block: ring.block_size(),
         prefix: Vec::new(),
+        replay: None,
+        replay_buf: Vec::new(),
         tail: Vec::new(),
         skip: 0,
         on_tape: 0,
@@ -366,7 +498,14 @@ pub fn run(
                         let Some(span) = &spanning else {
                             break WriterEnd::EndOfTape;
                         };
-                        match change_volume(sink, &mut out, bytes_on_volume, span, &events) {
+                        match change_volume(
+                            sink,
+                            &mut out,
+                            bytes_on_volume,
+                            ChangeReason::Full,
+                            span,
+                            &events,
+                        ) {
                             Ok(next) => {
                                 sink = next;
                                 bytes_on_volume = 0;
@@ -378,9 +517,29 @@ pub fn run(
                         }
                     }
                     Err(e) => {
-                        let message = e.to_string();
-                        tape_error = Some(e);
-                        break WriterEnd::Failed(message);
+                        // A volume that fails to take data is given up and the backup goes
+                        // on on another, unless volumes keep failing (then it is the drive).
+                        let Some(span) = spanning.as_ref().filter(|_| {
+                            e.is_medium_failure() && failed_volumes < MAX_FAILED_VOLUMES
+                        }) else {
+                            let message = e.to_string();
+                            tape_error = Some(e);
+                            break WriterEnd::Failed(message);
+                        };
+                        failed_volumes += 1;
+                        let reason = ChangeReason::WriteError(e);
+                        match change_volume(sink, &mut out, bytes_on_volume, reason, span, &events)
+                        {
+                            Ok(next) => {
+                                sink = next;
+                                bytes_on_volume = 0;
+                                progress.bytes.store(out.on_tape, Ordering::Release);
+                            }
+                            Err((old, message)) => {
+                                sink = old;
+                                break WriterEnd::Failed(message);
+                            }
+                        }
                     }
                 }
             }

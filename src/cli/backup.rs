@@ -564,5 +564,12 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "n/a".into())
     );
+    if !s.failed_volumes.is_empty() {
+        eprintln!(
+            "  PULL      {}: write error, marked in error; the members in flight were written \
+             again on the next volume",
+            s.failed_volumes.join(", ")
+        );
+    }
     Ok(())
 }

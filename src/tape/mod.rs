@@ -193,6 +193,18 @@ impl TapeError {
         )
     }
 
+    /// True when the medium (or the drive writing it) failed to take or give data: the
+    /// volume is suspect, and a backup can go on on another one.
+    pub fn is_medium_failure(&self) -> bool {
+        matches!(
+            self,
+            TapeError::Medium { .. }
+                | TapeError::WriteFailed { .. }
+                | TapeError::EndOfMedium { .. }
+                | TapeError::Io { .. }
+        )
+    }
+
     /// True where the operator asked for something that cannot be (exit code 2), as
     /// opposed to a failure of the drive or the medium (exit code 1).
     pub fn is_bad_input(&self) -> bool {

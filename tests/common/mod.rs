@@ -99,3 +99,39 @@ pub fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
     }
     src
 }
+
+/// `tapedeck backup ARGS --json SRC`, expected to exit with `code`: the JSON summary and
+/// what went to stderr.
+pub fn backup_json(
+    home: &Home,
+    args: &[&str],
+    src: &Path,
+    code: i32,
+) -> (serde_json::Value, String) {
+    let out = home
+        .cmd()
+        .arg("backup")
+        .args(args)
+        .arg("--json")
+        .arg(src)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (summary, stderr)
+}
+
+/// `n` bytes that do not compress and differ by seed (xorshift).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

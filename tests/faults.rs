@@ -1,0 +1,232 @@
+//! Faults in the middle of a backup, through the binary against the virtual library: a
+//! volume that fails to write, mid-file and mid-span. Each ends with a consistent
+//! catalogue that points only at copies on tape.
+
+mod common;
+
+use common::{backup_json, noise, Home};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+/// A library of small LTO-9 cartridges and a pool `p`; the first cartridge is loaded.
+fn library(home: &Home, capacity: &str) {
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", capacity])
+        .success();
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+}
+
+fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
+    home.vlib()
+        .join("cartridges")
+        .join(volume)
+        .join(format!("{n:05}.tar"))
+}
+
+fn pool_backup(home: &Home, src: &Path, code: i32) -> serde_json::Value {
+    backup_json(
+        home,
+        &[
+            "--drive",
+            "lto9",
+            "--pool",
+            "p",
+            "--block-size",
+            "64KiB",
+            "--memory-buffer",
+            "4MiB",
+        ],
+        src,
+        code,
+    )
+    .0
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Where `find` says the only version of `path` is: (volume, tape file) of each segment.
+fn placed(home: &Home, path: &Path) -> Vec<(String, u64)> {
+    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
+    let versions = found.as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{found}");
+    versions[0]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["volume"].as_str().unwrap().to_string(),
+                s["tape_file"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn extract(file: &Path, into: &Path) -> std::process::Output {
+    fs::create_dir_all(into).unwrap();
+    Std::new("tar")
+        .arg("-xf")
+        .arg(file)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_whole() {
+    let home = Home::new();
+    library(&home, "64MiB");
+    // Block 40 of the first cartridge fails: label at 0, filemark at 1, data from 2, so
+    // the error hits 38 blocks of 64 KiB (2.4 MB) into the stream, inside `b-big`.
+    home.run(&["vlib", "set", "TD0001L9", "--write-error-at", "40"])
+        .success();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a-first"), noise(1_000_000, 1)).unwrap();
+    fs::write(src.join("b-big"), noise(5_000_000, 2)).unwrap();
+    for i in 0..10 {
+        fs::write(src.join(format!("c-small{i}")), noise(50_000, 10 + i)).unwrap();
+    }
+    let summary = pool_backup(&home, &src, 0);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(strings(&summary["failed_volumes"]), ["TD0001L9"]);
+    let volumes = strings(&summary["volumes"]);
+    assert_eq!(volumes.len(), 2, "{summary}");
+    assert_eq!(volumes[0], "TD0001L9");
+    assert_eq!(summary["files"], 13, "{summary}");
+
+    // The failed volume is in error, with the error on record.
+    let failed = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(failed["status"], "error", "{failed}");
+    // What was on it before the error stays recorded there; the file in flight is
+    // recorded only on the next volume, whole.
+    assert_eq!(
+        placed(&home, &src.join("a-first")),
+        [("TD0001L9".to_string(), 1)]
+    );
+    assert_eq!(placed(&home, &src.join("b-big")), [(volumes[1].clone(), 1)]);
+    assert_eq!(
+        placed(&home, &src.join("c-small9")),
+        [(volumes[1].clone(), 1)]
+    );
+
+    // GNU tar restores the file in flight and the rest from the next volume alone...
+    let out = home.path().join("out");
+    let done = extract(&tape_file(&home, &volumes[1], 1), &out);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let back = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(5_000_000, 2));
+    for i in 0..10 {
+        assert_eq!(
+            fs::read(back.join(format!("c-small{i}"))).unwrap(),
+            noise(50_000, 10 + i)
+        );
+    }
+    assert!(!back.join("a-first").exists());
+    // ...and what came before the error from the failed one.
+    let early = home.path().join("early");
+    extract(&tape_file(&home, "TD0001L9", 1), &early);
+    let back = early.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(back.join("a-first")).unwrap(), noise(1_000_000, 1));
+    // The index is on the last volume.
+    assert!(tape_file(&home, &volumes[1], 2).exists());
+}
+
+#[test]
+fn a_write_error_on_the_volume_a_span_continued_on_rewrites_the_split_file_whole() {
+    let home = Home::new();
+    library(&home, "6MiB");
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
+    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
+    }
+    // The second cartridge (the span's next volume) fails 5 blocks into its data, inside
+    // the continuation of `b-big`.
+    home.run(&["vlib", "set", "TD0002L9", "--write-error-at", "7"])
+        .success();
+    let summary = pool_backup(&home, &src, 0);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let volumes = strings(&summary["volumes"]);
+    assert_eq!(
+        strings(&summary["failed_volumes"]),
+        ["TD0002L9"],
+        "{summary}"
+    );
+    assert_eq!(volumes[..2], ["TD0001L9", "TD0002L9"], "{summary}");
+    assert!(volumes.len() >= 3, "{summary}");
+    // `b-big` was cut by the end of the first volume; its continuation failed, so it is
+    // written whole on the third and recorded there only.
+    assert_eq!(placed(&home, &src.join("b-big")), [(volumes[2].clone(), 1)]);
+    let out = home.path().join("out");
+    let done = extract(&tape_file(&home, &volumes[2], 1), &out);
+    let back = out.join(src.strip_prefix("/").unwrap());
+    assert!(
+        back.join("b-big").exists(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(3_000_000, 2));
+    // Every file has a good copy where the catalogue says.
+    for i in 0..20 {
+        let p = src.join(format!("c-small{i:02}"));
+        let place = placed(&home, &p);
+        assert!(
+            !place.iter().any(|(v, _)| v == "TD0002L9"),
+            "{p:?} recorded on the failed volume: {place:?}"
+        );
+    }
+    let failed = home.json(&["volume", "show", "--tape", "TD0002L9", "--json"]);
+    assert_eq!(failed["status"], "error", "{failed}");
+}
+
+#[test]
+fn when_every_volume_fails_the_backup_fails_naming_the_volumes() {
+    let home = Home::new();
+    library(&home, "64MiB");
+    let cartridges: Vec<String> = fs::read_dir(home.vlib().join("cartridges"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|b| b.ends_with("L9"))
+        .collect();
+    for c in &cartridges {
+        home.run(&["vlib", "set", c, "--write-error-at", "10"])
+            .success();
+    }
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("big"), noise(2_000_000, 3)).unwrap();
+    let summary = pool_backup(&home, &src, 1);
+    assert_eq!(summary["status"], "failed", "{summary}");
+    // Only the source directory (written before the first error) is saved.
+    assert_eq!(summary["bytes"], 0, "{summary}");
+    let failed = strings(&summary["failed_volumes"]);
+    assert_eq!(failed.len(), 2, "{summary}");
+    for v in strings(&summary["volumes"]) {
+        let shown = home.json(&["volume", "show", "--tape", &v, "--json"]);
+        assert_eq!(shown["status"], "error", "{shown}");
+    }
+    // Nothing is recorded that is not on tape.
+    let found = home.json(&[
+        "find",
+        "--json",
+        "--file",
+        src.join("big").to_str().unwrap(),
+    ]);
+    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+}
