@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{backup_json, many_files, noise, slow_library, Home};
+use common::{backup_json, many_files, noise, slow_library, spawn_backup_with, Home};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -316,23 +316,6 @@ fn device_writes_the_bare_tar_stream() {
     let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
     assert!(list.status.success());
     assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
-}
-
-/// `tapedeck backup ARGS --json SRC` started in the background (no terminal).
-fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process::Child {
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    Std::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {

@@ -230,3 +230,126 @@ fn when_every_volume_fails_the_backup_fails_naming_the_volumes() {
     ]);
     assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
 }
+
+/// Two files that do not fit one 6 MiB cartridge: the cut falls inside `b-big`.
+fn spanning_source(home: &Home) -> PathBuf {
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
+    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
+    src
+}
+
+#[test]
+fn a_changer_that_fails_to_move_fails_the_backup_naming_the_volume_and_the_file() {
+    let home = Home::new();
+    library(&home, "6MiB");
+    home.run(&["vlib", "changer", "--jam", "on"]).success();
+    let src = spanning_source(&home);
+    let (summary, stderr) = backup_json(
+        &home,
+        &["--drive", "lto9", "--pool", "p", "--block-size", "64KiB"],
+        &src,
+        1,
+    );
+    assert_eq!(summary["status"], "failed", "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains("TD0001L9"), "{error}");
+    assert!(error.contains("jammed"), "{error}");
+    let in_flight = src.join("b-big");
+    assert!(error.contains(in_flight.to_str().unwrap()), "{error}");
+    assert!(stderr.contains("failed"), "{stderr}");
+    // The full volume is full; the file before the cut is recorded, the one in flight not.
+    let full = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(full["status"], "full", "{full}");
+    assert_eq!(
+        placed(&home, &src.join("a-big")),
+        [("TD0001L9".to_string(), 1)]
+    );
+    let found = home.json(&["find", "--json", "--file", in_flight.to_str().unwrap()]);
+    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+}
+
+#[test]
+fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
+    let home = Home::new();
+    library(&home, "6MiB");
+    // The second cartridge reports early warning after 1 MiB.
+    home.run(&["vlib", "set", "TD0002L9", "--early-warning-at", "1MiB"])
+        .success();
+    let src = spanning_source(&home);
+    let summary = pool_backup(&home, &src, 0);
+    let volumes = strings(&summary["volumes"]);
+    assert_eq!(volumes.len(), 3, "{summary}");
+    assert_eq!(volumes[1], "TD0002L9", "{summary}");
+    let out = home.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let mut tar = Std::new("tar");
+    tar.arg("-xM").arg("-C").arg(&out);
+    for v in &volumes {
+        tar.arg("-f").arg(tape_file(&home, v, 1));
+    }
+    let done = tar.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let back = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(3_000_000, 2));
+    let segments = placed(&home, &src.join("b-big"));
+    assert!(segments.len() >= 2, "{segments:?}");
+}
+
+#[test]
+fn a_drive_that_goes_offline_while_the_backup_waits_for_a_tape_ends_it_cleanly() {
+    let home = Home::new();
+    library(&home, "6MiB");
+    let src = spanning_source(&home);
+    // No pool, so no changer: the operator is asked, and nobody answers.
+    let child = common::spawn_backup_with(
+        &home,
+        &[
+            "--drive",
+            "lto9",
+            "--block-size",
+            "64KiB",
+            "--change-timeout",
+            "6",
+        ],
+        &src,
+    );
+    // Once the first volume is full, the drive goes offline.
+    let mut waited = 0;
+    loop {
+        let shown = home
+            .cmd()
+            .args(["volume", "show", "--tape", "TD0001L9", "--json"])
+            .output()
+            .unwrap();
+        let shown: serde_json::Value =
+            serde_json::from_slice(&shown.stdout).unwrap_or(serde_json::Value::Null);
+        if shown["status"] == "full" {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 200, "the first volume never filled: {shown}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    home.run(&["vlib", "set", "TD0001L9", "--not-ready", "on"])
+        .success();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains("TD0001L9"), "{error}");
+    // A drive that is not ready looks to `st` like one without a tape.
+    assert!(error.contains("lto9: no tape loaded"), "{error}");
+    assert!(error.contains("b-big"), "{error}");
+    assert_eq!(
+        placed(&home, &src.join("a-big")),
+        [("TD0001L9".to_string(), 1)]
+    );
+}

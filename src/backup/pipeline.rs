@@ -923,10 +923,7 @@ fn change_volume(
     let Some(left) = recorder.parts.last().cloned() else {
         return Err("no volume in use".into());
     };
-    let in_flight = change
-        .restart
-        .as_ref()
-        .map(|(span, _)| format!("/{}", span.name.trim_end_matches('/')));
+    let in_flight = change.in_flight.clone();
     let Some(batch) = recorder.batch.as_mut() else {
         return Err("no catalogue".into());
     };
@@ -976,8 +973,16 @@ fn change_volume(
             format!("volume {} failed: {detail}", left.label)
         }
     };
-    let next = next_volume(cat, change.drive, why.clone())
-        .map_err(|e| format!("no next volume after {}: {e}", left.label))?;
+    let next = next_volume(cat, change.drive, why.clone()).map_err(|e| {
+        format!(
+            "no next volume after {}: {e}{}",
+            left.label,
+            in_flight
+                .as_ref()
+                .map(|f| format!("; {f} was being written and is not saved"))
+                .unwrap_or_default()
+        )
+    })?;
     if next.block_size != block_size {
         return Err(format!(
             "volume {} has {}-byte blocks, the backup {block_size}",

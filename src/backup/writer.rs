@@ -162,6 +162,8 @@ pub struct VolumeChange {
     /// and the stream offset up to which it must be made again (where the buffered
     /// stream goes on).
     pub restart: Option<(MemberSpan, u64)>,
+    /// The path of the member in flight at the cut, for messages.
+    pub in_flight: Option<String>,
 }
 
 /// What the writer writes next: the stream, after a volume change preceded by the
@@ -318,6 +320,8 @@ fn change_volume(
         return Err((sink, "the device is full".into()));
     };
     let cut = out.on_tape;
+    // The member in flight at the cut, if the cut is not between members.
+    let in_flight = spanning.spans.restart(cut);
     let (continuation, restart) = match &reason {
         ChangeReason::Full => {
             if let Err(e) = closed {
@@ -340,11 +344,11 @@ fn change_volume(
                 // The tape file stays unclosed on a tape that is pulled anyway.
                 tracing::warn!("closing the tape file after the write error: {e}");
             }
-            let restart = spanning
-                .spans
-                .restart(cut)
-                .map(|span| (span, out.tail_start()));
-            (Continuation::default(), restart)
+            let to = out.tail_start();
+            (
+                Continuation::default(),
+                in_flight.clone().map(|span| (span, to)),
+            )
         }
     };
     let restart_at = restart.as_ref().map(|(span, _)| span.start);
@@ -355,6 +359,7 @@ fn change_volume(
         bytes_on_volume,
         continuation: continuation.clone(),
         restart,
+        in_flight: in_flight.map(|s| format!("/{}", s.name.trim_end_matches('/'))),
     };
     if let Err(mpsc::SendError(change)) = spanning.requests.send(change) {
         return Err((Sink::Tape(change.drive), "no one to change the tape".into()));

@@ -26,6 +26,18 @@ pub enum VlibCommand {
     },
     /// Change a cartridge: write protection and injected faults (for testing failure paths)
     Set(SetArgs),
+    /// Change the changer: injected faults (for testing failure paths)
+    Changer(ChangerFaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChangerFaultArgs {
+    /// Library directory [default: [vlib] dir, else $TAPEDECK_HOME/vlib]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Every move fails, as with a jammed gripper: on or off
+    #[arg(long, value_parser = parse_switch)]
+    jam: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -118,7 +130,27 @@ pub fn run(cmd: VlibCommand, config: &Config) -> Result<()> {
         VlibCommand::Init(args) => init(args, config),
         VlibCommand::Show { dir, json } => show(&open(config, dir)?, json),
         VlibCommand::Set(args) => set(args, config),
+        VlibCommand::Changer(args) => changer_faults(args, config),
     }
+}
+
+fn changer_faults(args: ChangerFaultArgs, config: &Config) -> Result<()> {
+    let lib = open(config, args.dir)?;
+    if let Some(on) = args.jam {
+        lib.update(|f| {
+            f.changer_jammed = on;
+            Ok(())
+        })?;
+    }
+    println!(
+        "The changer {}.",
+        if lib.read()?.changer_jammed {
+            "is jammed: every move fails"
+        } else {
+            "works"
+        }
+    );
+    Ok(())
 }
 
 fn init(args: InitArgs, config: &Config) -> Result<()> {

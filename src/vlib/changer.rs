@@ -59,6 +59,15 @@ impl Changer for VirtualChanger {
     fn move_medium(&mut self, from: Element, to: Element) -> Result<()> {
         let lib = self.lib.clone();
         let loaded_into = lib.update(|f| {
+            if f.changer_jammed {
+                return Err(VlibError::ChangerFailed {
+                    from: f.describe(from),
+                    to: f.describe(to),
+                    detail: "injected fault: the gripper is jammed (changer_jammed in \
+                             library.json)"
+                        .into(),
+                });
+            }
             let barcode = f.at(from)?.cloned().ok_or_else(|| VlibError::Element {
                 element: f.describe(from),
                 state: "empty".into(),

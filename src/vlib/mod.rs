@@ -50,6 +50,12 @@ pub enum VlibError {
     Element { element: String, state: String },
     #[error("{what} is in use by {}", crate::tape::holders::describe(.holders))]
     InUse { what: String, holders: Vec<Holder> },
+    #[error("the changer failed to move {from} to {to}: {detail}")]
+    ChangerFailed {
+        from: String,
+        to: String,
+        detail: String,
+    },
 }
 
 impl VlibError {
@@ -125,6 +131,9 @@ pub struct LibraryFile {
     pub slots: Vec<Option<String>>,
     /// Import/export slots 1..=n.
     pub import_export: Vec<Option<String>>,
+    /// Injected fault: every move of the changer fails (a jammed gripper).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changer_jammed: bool,
 }
 
 pub const LIBRARY_FORMAT: u32 = 1;
@@ -371,6 +380,7 @@ impl Library {
                 .collect(),
             slots,
             import_export: vec![None; opts.import_export as usize],
+            changer_jammed: false,
         };
         write_json_atomic(&Self::file_path(dir), &file)?;
         Ok(Library {

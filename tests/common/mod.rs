@@ -135,3 +135,21 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// `tapedeck backup ARGS --json SRC` started in the background (no terminal).
+pub fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process::Child {
+    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
+    std::process::Command::new(exe)
+        .env("TAPEDECK_HOME", home.path())
+        .env("TAPEDECK_CONFIG", home.config())
+        .env_remove("TAPEDECK_DRIVE")
+        .arg("backup")
+        .args(args)
+        .arg("--json")
+        .arg(src)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
