@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{backup_json, many_files, noise, slow_library, spawn_backup_with, Home};
+use common::{
+    backup_json, many_files, noise, pool_backup, slow_library, spawn_backup_with, strings, Home,
+};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -706,27 +708,8 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     for i in 0..45 {
         fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
     }
-    let (summary, _) = backup_json(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-        0,
-    );
-    let volumes: Vec<String> = summary["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let summary = pool_backup(&home, &src, 0);
+    let volumes = strings(&summary["volumes"]);
     assert!(volumes.len() >= 3, "{summary}");
     assert_eq!(summary["status"], "complete");
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{backup_json, noise, Home};
+use common::{backup_json, noise, pool_backup, strings, tape_file, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
@@ -16,40 +16,6 @@ fn library(home: &Home, capacity: &str) {
     home.run(&["pool", "create", "--name", "p", "--retention", "7"])
         .success();
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-}
-
-fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
-    home.vlib()
-        .join("cartridges")
-        .join(volume)
-        .join(format!("{n:05}.tar"))
-}
-
-fn pool_backup(home: &Home, src: &Path, code: i32) -> serde_json::Value {
-    backup_json(
-        home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        src,
-        code,
-    )
-    .0
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Where `find` says the only version of `path` is: (volume, tape file) of each segment.

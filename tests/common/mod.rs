@@ -153,3 +153,41 @@ pub fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process
         .spawn()
         .unwrap()
 }
+
+/// A data (or index) tape file of a virtual cartridge.
+pub fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
+    home.vlib()
+        .join("cartridges")
+        .join(volume)
+        .join(format!("{n:05}.tar"))
+}
+
+/// A backup of `src` into pool `p` on the LTO-9 drive with 64 KiB blocks and a 4 MiB
+/// buffer, expected to exit with `code`: its JSON summary.
+pub fn pool_backup(home: &Home, src: &Path, code: i32) -> serde_json::Value {
+    backup_json(
+        home,
+        &[
+            "--drive",
+            "lto9",
+            "--pool",
+            "p",
+            "--block-size",
+            "64KiB",
+            "--memory-buffer",
+            "4MiB",
+        ],
+        src,
+        code,
+    )
+    .0
+}
+
+/// A JSON array of strings.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_string())
+        .collect()
+}
