@@ -614,7 +614,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
     );
     if let Some(unchanged) = s.unchanged {
         eprintln!(
-            "  changes   {unchanged} unchanged files left out, {} paths recorded as deleted",
+            "  changes   {unchanged} unchanged (left out), {} deleted (recorded)",
             s.deleted
         );
     }
