@@ -599,11 +599,16 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         ),
         _ => s.drive.clone(),
     };
-    let kind = match &s.parent {
-        Some(parent) => format!("{} on {parent}", s.kind.as_str()),
-        None => s.kind.as_str().to_string(),
-    };
-    eprintln!("Backup {} {} ({kind}): {place}", s.uuid, s.status);
+    eprintln!("Backup {} {}: {place}", s.uuid, s.status);
+    match (&s.parent, s.unchanged) {
+        (Some(parent), Some(unchanged)) => eprintln!(
+            "  kind      {} on {parent}: {unchanged} unchanged (left out), {} deleted (recorded)",
+            s.kind.as_str(),
+            s.deleted
+        ),
+        (Some(parent), None) => eprintln!("  kind      {} on {parent}", s.kind.as_str()),
+        (None, _) => eprintln!("  kind      {}", s.kind.as_str()),
+    }
     eprintln!(
         "  files     {} saved ({}), {} skipped, {} changed while read, {} not saved",
         s.files,
@@ -612,12 +617,6 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         s.changed,
         s.damaged
     );
-    if let Some(unchanged) = s.unchanged {
-        eprintln!(
-            "  changes   {unchanged} unchanged (left out), {} deleted (recorded)",
-            s.deleted
-        );
-    }
     eprintln!(
         "  written   {} in {:.1} s, average {} onto tape, lowest one-second rate while streaming {}",
         format_size(s.tape_bytes),
