@@ -216,6 +216,8 @@ mod tests {
             user: None,
             group: None,
             mtime_ns: 0,
+            ino: i as u64,
+            ctime_ns: 0,
             xattrs: Vec::new(),
         }
     }

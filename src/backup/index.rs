@@ -50,6 +50,12 @@ pub struct IndexRecord<'a> {
     pub link: Option<&'a str>,
     pub blake3: Option<String>,
     pub segments: Vec<IndexSegment<'a>>,
+    /// Inode number when scanned (what an incremental backup compares), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    /// Status change time in nanoseconds since the epoch, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctime: Option<i64>,
 }
 
 /// The closing line: how the backup ended.

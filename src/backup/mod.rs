@@ -5,6 +5,7 @@ pub mod allocate;
 pub mod encoder;
 pub mod entries;
 pub mod flow;
+pub mod incremental;
 pub mod memory;
 pub mod reader;
 pub mod replay;

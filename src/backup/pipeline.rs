@@ -5,6 +5,7 @@
 use super::encoder::{self, BlockSink, Encoded, EncoderEnd, EncoderEvent, Integrity};
 use super::entries::{Cursor, EntryLog};
 use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
+use super::incremental::{self, BackupKind, Basis};
 use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
 use super::reader::{PrefetchConfig, Prefetcher};
 use super::replay::{Replay, ReplayDamage};
@@ -18,8 +19,8 @@ use super::writer::{
 };
 use super::{BackupError, Interrupt};
 use crate::catalog::{
-    self, BackupStatus, Catalog, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
-    TapeErrorRecord, VolumeStatus,
+    self, BackupStatus, Catalog, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup,
+    SegmentRecord, TapeErrorRecord, VolumeStatus,
 };
 use crate::tape::TapeDrive;
 use serde::Serialize;
@@ -54,6 +55,9 @@ pub struct BackupRequest {
     pub drive_cache: Option<u64>,
     /// Parallel readers for small files.
     pub readers: usize,
+    /// An incremental or differential backup: its parent and the scan's deletions
+    /// (`None`: a full backup).
+    pub basis: Option<Basis>,
 }
 
 /// Where the stream goes.
@@ -73,6 +77,13 @@ pub enum Target {
 pub struct Summary {
     pub uuid: String,
     pub status: BackupStatus,
+    pub kind: BackupKind,
+    /// The backup an incremental or differential builds on.
+    pub parent: Option<String>,
+    /// Files an incremental or differential left out as unchanged.
+    pub unchanged: Option<u64>,
+    /// Paths an incremental or differential recorded as deleted.
+    pub deleted: u64,
     pub drive: String,
     pub volume: Option<String>,
     /// Every volume the backup went to, in order (the index is on the last).
@@ -292,10 +303,16 @@ impl Recorder<'_> {
                         length: *length,
                     })
                     .collect(),
+                ino: Some(entry.ino),
+                ctime: Some(entry.ctime_ns),
             })?;
         }
         if let Some(batch) = &mut self.batch {
-            batch.push(FileRecord {
+            let stamp = ChangeStamp {
+                ino: entry.ino,
+                ctime_ns: entry.ctime_ns,
+            };
+            let record = FileRecord {
                 path,
                 kind,
                 size: enc.size as i64,
@@ -316,7 +333,8 @@ impl Recorder<'_> {
                         length: *length as i64,
                     })
                     .collect(),
-            })?;
+            };
+            batch.push_stamped(record, Some(stamp))?;
         }
         Ok(())
     }
@@ -344,6 +362,8 @@ pub fn run(
     let started = Instant::now();
     let uuid = uuid::Uuid::new_v4().to_string();
     let started_at = catalog::now();
+    let kind = req.basis.as_ref().map_or(BackupKind::Full, |b| b.kind);
+    let parent = req.basis.as_ref().map(|b| b.parent.as_str());
     let (sink, drive_name, block_size, tape) = match target {
         Target::Tape(t) => {
             let t = *t;
@@ -381,8 +401,8 @@ pub fn run(
             uuid: &uuid,
             job: req.job.as_deref(),
             label: req.label.as_deref(),
-            kind: "full",
-            parent: None,
+            kind: kind.as_str(),
+            parent,
             started: catalog::format_time(started_at),
             tapedeck: env!("CARGO_PKG_VERSION"),
             block_size,
@@ -397,8 +417,8 @@ pub fn run(
                 uuid: &uuid,
                 job: req.job.as_deref(),
                 label: req.label.as_deref(),
-                kind: "full",
-                parent_uuid: None,
+                kind: kind.as_str(),
+                parent_uuid: parent,
                 pool: volume.pool.as_deref().or(req.pool.as_deref()),
                 started_at,
                 drive: Some(&drive_name),
@@ -713,6 +733,19 @@ pub fn run(
             failure = Some(format!("recording files in the catalogue: {e}"));
         }
     }
+    // An incremental's deletions, once the whole stream is recorded and the scan saw
+    // everything (an interrupted backup records none).
+    let mut deleted = 0u64;
+    let stream_complete = matches!(outcome.end, WriterEnd::Drained)
+        && !matches!(encoder_end, EncoderEnd::Interrupted { .. })
+        && !interrupt.requested();
+    if let (Some(basis), None, true) = (&req.basis, &failure, stream_complete) {
+        match incremental::record_deletions(basis, recorder.batch.as_mut(), recorder.index.as_mut())
+        {
+            Ok(n) => deleted = n,
+            Err(e) => failure = Some(format!("recording deletions in the catalogue: {e}")),
+        }
+    }
     let WriterOutcome {
         sink,
         end: writer_end,
@@ -862,6 +895,10 @@ pub fn run(
     Ok(Summary {
         uuid,
         status,
+        kind,
+        parent: parent.map(str::to_string),
+        unchanged: req.basis.as_ref().and_then(Basis::unchanged),
+        deleted,
         drive: drive_name,
         volume: tape.as_ref().map(|t| t.0.label.clone()),
         volumes: parts.iter().map(|p| p.label.clone()).collect(),

@@ -9,6 +9,7 @@
 //! source that cannot be stat'ed at all is an error, reported before anything is walked.
 
 use super::entries::{EntryLog, CHUNK};
+use super::incremental::ChangeFilter;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::io;
@@ -61,6 +62,11 @@ pub struct Entry {
     pub group: Option<Arc<str>>,
     /// Modification time in nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// Inode number (with `ctime_ns`, what tells an incremental backup that a file changed
+    /// although its size and mtime did not).
+    pub ino: u64,
+    /// Status change time in nanoseconds since the epoch.
+    pub ctime_ns: i64,
     /// Extended attributes (name, value) that tar carries as `SCHILY.xattr.*`, sorted by name.
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
@@ -111,18 +117,36 @@ pub fn scan(sources: &[PathBuf]) -> Result<Scan, ScanError> {
     Ok(walker.out)
 }
 
+/// Checks the sources as [`scan`] does (a source that cannot be stat'ed is an error),
+/// without walking them.
+pub fn check(sources: &[PathBuf]) -> Result<(), ScanError> {
+    check_sources(sources).map(drop)
+}
+
 /// Checks the sources as [`scan`] does, then walks them in a thread of their own that
 /// publishes the entries into the returned log as it goes, so a backup can start on the
 /// first files while the scan goes on. Closing the log stops the walk.
 pub fn start(sources: &[PathBuf]) -> Result<Arc<EntryLog>, ScanError> {
+    start_filtered(sources, None)
+}
+
+/// Like [`start`], but only the entries `filter` keeps go into the log (an incremental
+/// backup's new and changed files, and every directory); a walk that completes hands the
+/// filter what it did not see.
+pub fn start_filtered(
+    sources: &[PathBuf],
+    filter: Option<ChangeFilter>,
+) -> Result<Arc<EntryLog>, ScanError> {
     let checked = check_sources(sources)?;
     let log = EntryLog::new();
     let out = log.clone();
     std::thread::Builder::new()
         .name("scan".into())
         .spawn(move || {
+            let roots: Vec<PathBuf> = checked.iter().map(|(p, _)| p.clone()).collect();
             let mut walker = Walker {
                 log: Some(out.clone()),
+                filter,
                 ..Walker::default()
             };
             for (path, meta) in checked {
@@ -132,6 +156,12 @@ pub fn start(sources: &[PathBuf]) -> Result<Arc<EntryLog>, ScanError> {
                 walker.walk(path, meta);
             }
             walker.flush();
+            // Before the log is finished: whoever sees the scan done finds the outcome.
+            if !walker.stopped {
+                if let Some(filter) = walker.filter.take() {
+                    filter.finish(&roots);
+                }
+            }
             out.finish();
         })
         .map_err(|e| ScanError::Thread(e.to_string()))?;
@@ -265,6 +295,8 @@ struct Walker {
     no_xattrs: HashSet<u64>,
     /// Streaming: entries go to this log in chunks instead of into `out`.
     log: Option<Arc<EntryLog>>,
+    /// An incremental backup: only new and changed entries are emitted.
+    filter: Option<ChangeFilter>,
     pending: Vec<Entry>,
     /// The log was closed: the backup no longer wants entries.
     stopped: bool,
@@ -351,22 +383,16 @@ impl Walker {
         name.push_str(rel);
 
         let mut size = 0;
+        // A regular file with more names: its first name stored is the file, later ones
+        // are links to it (decided after the filter, so an unchanged first name that is
+        // left out does not become a link target).
+        let mut link_group = None;
         let kind = if ft.is_file() {
+            size = meta.len();
             if meta.nlink() > 1 {
-                match self.links.get(&(meta.dev(), meta.ino())) {
-                    Some(first) => EntryKind::HardLink {
-                        target: first.clone(),
-                    },
-                    None => {
-                        self.links.insert((meta.dev(), meta.ino()), name.clone());
-                        size = meta.len();
-                        EntryKind::File
-                    }
-                }
-            } else {
-                size = meta.len();
-                EntryKind::File
+                link_group = Some((meta.dev(), meta.ino()));
             }
+            EntryKind::File
         } else if is_dir {
             name.push('/');
             EntryKind::Dir
@@ -405,8 +431,7 @@ impl Walker {
             return None;
         };
 
-        let xattrs = self.xattrs(&path, meta.dev());
-        let entry = Entry {
+        let mut entry = Entry {
             name,
             kind,
             size,
@@ -416,10 +441,31 @@ impl Walker {
             user: self.user(meta.uid()),
             group: self.group(meta.gid()),
             mtime_ns: mtime_ns(meta),
-            xattrs,
+            ino: meta.ino(),
+            ctime_ns: ctime_ns(meta),
+            xattrs: Vec::new(),
             path,
         };
         let descend = is_dir.then(|| entry.path.clone());
+        if let Some(filter) = &mut self.filter {
+            if !filter.keep(&entry) {
+                return descend;
+            }
+        }
+        if let Some(group) = link_group {
+            match self.links.get(&group) {
+                Some(first) => {
+                    entry.kind = EntryKind::HardLink {
+                        target: first.clone(),
+                    };
+                    entry.size = 0;
+                }
+                None => {
+                    self.links.insert(group, entry.name.clone());
+                }
+            }
+        }
+        entry.xattrs = self.xattrs(&entry.path, meta.dev());
         self.emit(entry);
         descend
     }
@@ -497,6 +543,9 @@ impl Walker {
     }
 
     fn skip(&mut self, path: PathBuf, reason: String) {
+        if let Some(filter) = &mut self.filter {
+            filter.skipped(&path);
+        }
         match &self.log {
             Some(log) => log.skip(Skipped { path, reason }),
             None => self.out.skipped.push(Skipped { path, reason }),
@@ -509,6 +558,13 @@ fn mtime_ns(meta: &Metadata) -> i64 {
     meta.mtime()
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.mtime_nsec())
+}
+
+/// Status change time in nanoseconds since the epoch (saturating as [`mtime_ns`]).
+fn ctime_ns(meta: &Metadata) -> i64 {
+    meta.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec())
 }
 
 #[cfg(test)]

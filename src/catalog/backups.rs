@@ -145,6 +145,15 @@ pub struct FileRecord {
     pub segments: Vec<SegmentRecord>,
 }
 
+/// What the incremental comparison needs of a member besides size and mtime: which inode
+/// it was and when its status last changed (chmod, chown, link count, xattrs, a rewrite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeStamp {
+    pub ino: u64,
+    /// `st_ctime` in nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
+
 /// Splits `/a/b/c` into its directory (`/a/b`, empty for the root) and name.
 fn split_path(path: &str) -> Option<(&str, &str)> {
     let trimmed = path.trim_end_matches('/');
@@ -331,6 +340,8 @@ pub struct FileBatch<'c> {
     cat: &'c mut Catalog,
     backup_id: i64,
     pending: Vec<FileRecord>,
+    /// The change stamp of each pending record, when it has one.
+    stamps: Vec<Option<ChangeStamp>>,
     interner: Interner,
     /// Member number of the next file; read from the catalogue on the first flush.
     next_seq: Option<i64>,
@@ -345,7 +356,13 @@ impl FileBatch<'_> {
 
     /// Queues a file (in tape order); a full batch is written at once.
     pub fn push(&mut self, rec: FileRecord) -> Result<()> {
+        self.push_stamped(rec, None)
+    }
+
+    /// Queues a file with its inode and ctime, which the next incremental backup compares.
+    pub fn push_stamped(&mut self, rec: FileRecord, stamp: Option<ChangeStamp>) -> Result<()> {
         self.pending.push(rec);
+        self.stamps.push(stamp);
         if self.pending.len() >= Self::BATCH {
             self.flush()?;
         }
@@ -358,6 +375,7 @@ impl FileBatch<'_> {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
+        let stamps = std::mem::take(&mut self.stamps);
         let backup_id = self.backup_id;
         let FileBatch {
             cat,
@@ -405,7 +423,8 @@ impl FileBatch<'_> {
             let (mut run_dir, mut run_first, mut run_count) = (0i64, seq, 0usize);
             let mut paths: Vec<(i64, i64)> = Vec::with_capacity(pending.len());
             let mut bytes = 0;
-            for rec in &pending {
+            let mut files = 0i64;
+            for (rec, stamp) in pending.iter().zip(&stamps) {
                 let Some((dirs, name)) = split_path(&rec.path) else {
                     return Err(CatalogError::Invalid(format!(
                         "`{}` is not a path to a file",
@@ -445,6 +464,8 @@ impl FileBatch<'_> {
                         block: first.and_then(|s| s.block),
                         offset: first.and_then(|s| s.offset),
                         parts: rec.segments.len().max(1) as i64,
+                        ino: stamp.map(|s| s.ino),
+                        ctime_ns: stamp.map(|s| s.ctime_ns),
                     },
                 );
                 run_count += 1;
@@ -467,6 +488,8 @@ impl FileBatch<'_> {
                 paths.push((name_id, dir_id));
                 seq += 1;
                 bytes += rec.size;
+                // A record of a deletion is a member, not a file saved.
+                files += i64::from(rec.kind != FileKind::Deleted);
             }
             if run_count > 0 {
                 write_run(run_first, run_dir, run_count, &run)?;
@@ -478,7 +501,7 @@ impl FileBatch<'_> {
             index_new_names(tx)?;
             tx.execute(
                 "UPDATE backups SET files = files + ?1, bytes = bytes + ?2 WHERE id = ?3",
-                params![pending.len() as i64, bytes, backup_id],
+                params![files, bytes, backup_id],
             )?;
             Ok(seq)
         });
@@ -494,6 +517,7 @@ impl FileBatch<'_> {
                 self.next_seq = None;
                 self.parts = None;
                 self.pending = pending;
+                self.stamps = stamps;
                 Err(e)
             }
         }
@@ -584,6 +608,7 @@ impl Catalog {
             cat: self,
             backup_id,
             pending: Vec::with_capacity(FileBatch::BATCH),
+            stamps: Vec::with_capacity(FileBatch::BATCH),
             interner: Interner::default(),
             next_seq: None,
             parts: None,

@@ -8,7 +8,7 @@
 //! ```text
 //! flags: u8      bit 0 mtime, 1 mode, 2 uid, 3 gid, 4 link, 5 blake3, 6 location, 7 split
 //! name_id        varint
-//! kind           u8 (FileKind code)
+//! kind           u8 (FileKind code; bit 7 set: an extension follows the entry)
 //! size           varint
 //! [mtime_ns]     z-varint
 //! [mode] [uid] [gid]   varints
@@ -16,7 +16,14 @@
 //! [blake3]       32 bytes
 //! [location]     part varint, block+1 varint (0 = unknown), offset+1 varint (0 = unknown)
 //! [parts]        varint (only when split over several volumes; then segments has the parts)
+//! [extension]    only when kind has bit 7 set:
+//!   ext flags    u8: bit 0 inode, 1 ctime
+//!   [inode]      varint
+//!   [ctime]      z-varint of ctime_ns - mtime_ns (wrapping; ctime_ns itself without mtime)
 //! ```
+//! The extension came with schema version 2: inode and ctime let an incremental backup
+//! tell a file that was changed (chmod, chown, a restored old mtime, a replaced file)
+//! from one that was not; ctime is stored as its distance from mtime, a few bytes.
 //! The format is part of the catalogue schema: changing it needs a migration.
 
 use super::backups::FileKind;
@@ -48,6 +55,10 @@ pub struct Member {
     pub offset: Option<i64>,
     /// Parts, when the file is split across volumes (then `segments` has each).
     pub parts: i64,
+    /// Inode number when the member was scanned (for the incremental comparison).
+    pub ino: Option<u64>,
+    /// Status change time (`st_ctime`) in nanoseconds since the epoch.
+    pub ctime_ns: Option<i64>,
 }
 
 impl Member {
@@ -72,6 +83,9 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Bit of the kind byte that says an extension follows the entry.
+const KIND_EXTENDED: u8 = 0x80;
+
 /// Appends one member's entry to a record.
 pub fn encode(out: &mut Vec<u8>, m: &Member) {
     let mut flags = 0u8;
@@ -92,7 +106,8 @@ pub fn encode(out: &mut Vec<u8>, m: &Member) {
     }
     out.push(flags);
     put_varint(out, m.name_id as u64);
-    out.push(m.kind as u8);
+    let extended = m.ino.is_some() || m.ctime_ns.is_some();
+    out.push((m.kind as u8 & !KIND_EXTENDED) | if extended { KIND_EXTENDED } else { 0 });
     put_varint(out, m.size.max(0) as u64);
     if let Some(t) = m.mtime_ns {
         put_varint(out, zigzag(t));
@@ -114,6 +129,15 @@ pub fn encode(out: &mut Vec<u8>, m: &Member) {
     }
     if m.parts > 1 {
         put_varint(out, m.parts as u64);
+    }
+    if extended {
+        out.push(u8::from(m.ino.is_some()) | u8::from(m.ctime_ns.is_some()) << 1);
+        if let Some(ino) = m.ino {
+            put_varint(out, ino);
+        }
+        if let Some(ctime) = m.ctime_ns {
+            put_varint(out, zigzag(ctime.wrapping_sub(m.mtime_ns.unwrap_or(0))));
+        }
     }
 }
 
@@ -168,9 +192,11 @@ pub fn decode(data: &[u8]) -> Result<Vec<Member>, Damaged> {
     while r.at < data.len() {
         let flags = r.byte()?;
         let on = |bit: u8| flags & (1 << bit) != 0;
+        let name_id = r.int()?;
+        let kind = r.byte()?;
         let mut m = Member {
-            name_id: r.int()?,
-            kind: i64::from(r.byte()?),
+            name_id,
+            kind: i64::from(kind & !KIND_EXTENDED),
             size: r.int()?,
             parts: 1,
             ..Member::default()
@@ -205,6 +231,16 @@ pub fn decode(data: &[u8]) -> Result<Vec<Member>, Damaged> {
         if on(7) {
             m.parts = r.int()?;
         }
+        if kind & KIND_EXTENDED != 0 {
+            let ext = r.byte()?;
+            if ext & 1 != 0 {
+                m.ino = Some(r.varint()?);
+            }
+            if ext & 2 != 0 {
+                let delta = unzigzag(r.varint()?);
+                m.ctime_ns = Some(m.mtime_ns.unwrap_or(0).wrapping_add(delta));
+            }
+        }
         out.push(m);
     }
     Ok(out)
@@ -229,6 +265,8 @@ mod tests {
             block: Some(123_456_789),
             offset: Some(0),
             parts: 3,
+            ino: Some(u64::MAX - 1),
+            ctime_ns: Some(1_700_000_100_000_000_001),
         }
     }
 
@@ -248,11 +286,59 @@ mod tests {
             offset: None,
             ..bare.clone()
         };
+        let ctime_only = Member {
+            ctime_ns: Some(i64::MIN),
+            ..bare.clone()
+        };
+        let far_apart = Member {
+            mtime_ns: Some(i64::MAX),
+            ctime_ns: Some(i64::MIN),
+            ino: Some(0),
+            ..bare.clone()
+        };
         let mut buf = Vec::new();
-        for m in [&full(), &bare, &before_epoch] {
+        for m in [&full(), &bare, &before_epoch, &ctime_only, &far_apart] {
             encode(&mut buf, m);
         }
-        assert_eq!(decode(&buf).unwrap(), vec![full(), bare, before_epoch]);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            vec![full(), bare, before_epoch, ctime_only, far_apart]
+        );
+    }
+
+    #[test]
+    fn entries_without_the_extension_decode_as_before() {
+        // An entry as schema version 1 wrote it: flags 0, name 7, kind 1 (dir), size 0.
+        let old = [0u8, 7, 1, 0];
+        let m = &decode(&old).unwrap()[0];
+        assert_eq!(
+            (m.name_id, m.kind(), m.ino, m.ctime_ns),
+            (7, FileKind::Dir, None, None)
+        );
+        let mut buf = Vec::new();
+        encode(&mut buf, m);
+        assert_eq!(buf, old, "no extension without inode or ctime");
+    }
+
+    #[test]
+    fn the_extension_costs_a_few_bytes() {
+        let mut m = full();
+        m.link = None;
+        m.kind = 0;
+        m.parts = 1;
+        m.ino = Some(12_345_678);
+        m.ctime_ns = m.mtime_ns.map(|t| t + 1_000);
+        let mut with = Vec::new();
+        encode(&mut with, &m);
+        m.ino = None;
+        m.ctime_ns = None;
+        let mut without = Vec::new();
+        encode(&mut without, &m);
+        assert!(
+            with.len() - without.len() <= 8,
+            "{} bytes",
+            with.len() - without.len()
+        );
     }
 
     #[test]
@@ -262,9 +348,18 @@ mod tests {
         m.kind = 0;
         m.parts = 1;
         m.size = 1_234_567;
+        m.ino = None;
+        m.ctime_ns = None;
         let mut buf = Vec::new();
         encode(&mut buf, &m);
         assert!(buf.len() <= 64, "{} bytes", buf.len());
+        // Written once and not touched since: ctime is mtime, 2 bytes for it and 5 for
+        // the inode.
+        m.ino = Some(1 << 30);
+        m.ctime_ns = m.mtime_ns;
+        buf.clear();
+        encode(&mut buf, &m);
+        assert!(buf.len() <= 72, "{} bytes", buf.len());
     }
 
     #[test]

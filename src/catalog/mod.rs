@@ -7,6 +7,7 @@
 //! timeout before reporting the catalogue locked.
 
 mod backups;
+mod chains;
 mod check;
 pub mod members;
 mod pools;
@@ -14,7 +15,10 @@ mod query;
 pub mod schema;
 mod volumes;
 
-pub use backups::{BackupStatus, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord};
+pub use backups::{
+    BackupStatus, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
+};
+pub use chains::{ChainLink, ChainState, DirPaths};
 pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupSummary, FileVersion, SegmentInfo};

@@ -67,17 +67,17 @@ pub struct BackupSummary {
 }
 
 /// What versions of one backup share: its identity and where its parts are on tape.
-struct BackupInfo {
+pub(super) struct BackupInfo {
     backup: BackupRef,
     /// backup_volumes.seq -> (volume label, tape file), for copies not overwritten.
     parts: HashMap<i64, (String, Option<i64>)>,
 }
 
 /// A member found in a record, with its place in the backup.
-struct Found {
-    backup_id: i64,
-    seq: i64,
-    member: Member,
+pub(super) struct Found {
+    pub(super) backup_id: i64,
+    pub(super) seq: i64,
+    pub(super) member: Member,
 }
 
 /// Finds the members named `name_id` in the records of directory `dir_id`.
@@ -105,7 +105,7 @@ fn members_named(cat: &Catalog, dir_id: i64, name_id: i64) -> Result<Vec<Found>>
     Ok(out)
 }
 
-fn damaged(backup_id: i64, first_seq: i64, e: members::Damaged) -> CatalogError {
+pub(super) fn damaged(backup_id: i64, first_seq: i64, e: members::Damaged) -> CatalogError {
     CatalogError::Invalid(format!(
         "catalogue damaged: members record {first_seq} of backup {backup_id}: {e} \
          (run `tapedeck catalog check`)"
@@ -219,7 +219,7 @@ fn trigram_query(fragments: &[&str]) -> Option<String> {
 
 impl Catalog {
     /// The full path of a directory id, `/` for the root.
-    fn dir_path(&self, dir_id: i64, cache: &mut HashMap<i64, String>) -> Result<String> {
+    pub(super) fn dir_path(&self, dir_id: i64, cache: &mut HashMap<i64, String>) -> Result<String> {
         if dir_id == 1 {
             return Ok(String::new());
         }
@@ -297,7 +297,7 @@ impl Catalog {
     }
 
     /// A member as a version of the file at `path`.
-    fn file_version(
+    pub(super) fn file_version(
         &self,
         found: Found,
         path: String,
@@ -345,7 +345,7 @@ impl Catalog {
             .optional()?)
     }
 
-    fn name_of(&self, name_id: i64) -> Result<String> {
+    pub(super) fn name_of(&self, name_id: i64) -> Result<String> {
         Ok(self
             .conn()
             .prepare_cached("SELECT name FROM names WHERE id = ?1")?
@@ -380,7 +380,10 @@ impl Catalog {
         let mut dirs = HashMap::new();
         let full = format!("{}/{name}", self.dir_path(dir_id, &mut dirs)?);
         let mut backups = HashMap::new();
-        let mut out = members_named(self, dir_id, name_id)?
+        let mut found = members_named(self, dir_id, name_id)?;
+        // Backups started in the same second: the later one (higher id) first.
+        found.sort_by_key(|f| std::cmp::Reverse((f.backup_id, f.seq)));
+        let mut out = found
             .into_iter()
             .map(|f| self.file_version(f, full.clone(), &mut backups))
             .collect::<Result<Vec<_>>>()?;

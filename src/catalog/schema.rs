@@ -9,11 +9,12 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    why: "the first catalogue: pools, volumes, jobs, backups and their volumes, interned \
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        why: "the first catalogue: pools, volumes, jobs, backups and their volumes, interned \
           names and directories, packed member records, split-file segments, tape errors, \
           drive counters",
-    sql: r#"
+        sql: r#"
 CREATE TABLE pools (
     id             INTEGER PRIMARY KEY,
     name           TEXT NOT NULL UNIQUE,
@@ -188,7 +189,17 @@ CREATE TABLE fts_progress (
 );
 INSERT INTO fts_progress (id, indexed_to) VALUES (1, 1);
 "#,
-}];
+    },
+    Migration {
+        why: "incremental backups: member entries may carry the inode and ctime that the \
+              comparison with the previous backup needs, an extension of the packed entry \
+              format (catalog::members) that a tapedeck knowing only version 1 would \
+              misread, so the version must go up for it to refuse the catalogue",
+        sql: r#"
+-- No table changes: the members' data may hold the entry extension from this version on.
+"#,
+    },
+];
 
 /// The schema version this build writes: the number of migrations.
 pub fn current_version() -> i64 {

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tapedeck::backup::flow::FlowPolicy;
-use tapedeck::backup::telemetry::{Events, Telemetry};
+use tapedeck::backup::incremental::{self, BackupKind, Plan};
+use tapedeck::backup::telemetry::{Event, Events, Telemetry};
 use tapedeck::backup::{
     self, memory, scan, volume, BackupError, BackupRequest, Interrupt, Summary, Target,
 };
@@ -28,6 +29,12 @@ Flow control (--flow): `adaptive` (default) paces the drive at the rate the sour
 deliver whenever the drive can stream that slowly, so it slows down instead of stopping;
 below its slowest speed it falls back to `hysteresis`: start at the high watermark, stream
 down to the low one, wait for the high one again. `trickle` writes whatever is buffered.
+
+--incremental stores what changed since the job's last complete backup (of any kind),
+--since-full what changed since its last complete full backup (a differential). A file is
+unchanged when its kind, size, mtime, mode, owner, inode and ctime are those of its newest
+version in that backup's chain; directories are always stored; paths under the sources
+that are gone are recorded as deleted. Without such a backup of the job, it runs as a full.
 
 Ctrl-C or SIGTERM stops reading, writes what is buffered, ends the tape file with a
 filemark and marks the backup aborted (exit 130); a second Ctrl-C stops writing at once.
@@ -50,6 +57,15 @@ pub struct BackupArgs {
     /// Name of the job this backup belongs to (created on first use)
     #[arg(long)]
     job: Option<String>,
+    /// Store only what changed since the job's last complete backup (of any kind) and
+    /// record what was deleted; needs --job. Runs as a full when the job has no complete
+    /// backup yet
+    #[arg(long, conflicts_with_all = ["since_full", "device"])]
+    incremental: bool,
+    /// A differential: store what changed since the job's last complete full backup;
+    /// needs --job. Runs as a full when the job has no complete full backup yet
+    #[arg(long, alias = "differential", conflicts_with = "device")]
+    since_full: bool,
     /// A free-text label for this backup, shown in listings
     #[arg(long)]
     label: Option<String>,
@@ -149,8 +165,13 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         }
         None => None,
     };
+    let events = Events::new(None);
+    // An incremental or differential: its parent and previous state, before any tape
+    // moves (the catalogue opened for it serves the backup).
+    let (mut plan, mut cat_for_plan) = plan_kind(&args, config, &events)?;
     // The sources are checked before any tape moves; the walk then runs alongside.
-    let scan = scan::start(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
+    let scan = scan::start_filtered(&args.paths, plan.filter.take())
+        .map_err(tapedeck::backup::BackupError::from)?;
     let requested_buffer = match args.memory_buffer.as_deref() {
         Some(text) => Some(buffer_size(text)?),
         None => defaults.size,
@@ -158,7 +179,6 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
 
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
     let telemetry = Arc::new(Telemetry::default());
-    let events = Events::new(None);
     let mut req = BackupRequest {
         job: args.job.clone(),
         label: args.label.clone(),
@@ -170,6 +190,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         range: None,
         drive_cache: None,
         readers: readers as usize,
+        basis: plan.basis.take(),
     };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
     // Refuse an oversized buffer before any tape moves (the volume's block size only
@@ -219,10 +240,10 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             req.range = Some(range);
             req.drive_cache = Some(cache);
         }
-        let mut cat = super::catalog::open(config)?;
-        for uuid in cat.fail_orphaned_backups()? {
-            tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
-        }
+        let mut cat = match cat_for_plan.take() {
+            Some(cat) => cat,
+            None => open_catalog(config)?,
+        };
         if let Some(p) = &args.pool {
             cat.pool(p)?;
         }
@@ -301,6 +322,48 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             summary.error.as_deref().unwrap_or("unknown error")
         )),
     }
+}
+
+/// The catalogue, with backups left running by dead processes marked failed.
+fn open_catalog(config: &Config) -> Result<tapedeck::catalog::Catalog> {
+    let mut cat = super::catalog::open(config)?;
+    for uuid in cat.fail_orphaned_backups()? {
+        tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
+    }
+    Ok(cat)
+}
+
+/// What the backup builds on: for --incremental and --since-full, the job's parent
+/// backup and the state to compare with (with the catalogue opened for it); a full
+/// otherwise. A plan that falls back to a full says why in a warning.
+fn plan_kind(
+    args: &BackupArgs,
+    config: &Config,
+    events: &Events,
+) -> Result<(Plan, Option<tapedeck::catalog::Catalog>)> {
+    let (kind, flag) = match (args.incremental, args.since_full) {
+        (true, _) => (BackupKind::Incremental, "--incremental"),
+        (false, true) => (BackupKind::Differential, "--since-full"),
+        (false, false) => return Ok((Plan::full(), None)),
+    };
+    let Some(job) = args.job.as_deref() else {
+        return Err(bad_input(format!(
+            "{flag} needs --job NAME: it stores what changed since an earlier backup of the \
+             same job"
+        )));
+    };
+    // A missing source is refused before the previous state is loaded.
+    scan::check(&args.paths).map_err(tapedeck::backup::BackupError::from)?;
+    let cat = open_catalog(config)?;
+    let plan = incremental::plan(&cat, job, kind)?;
+    match (&plan.note, plan.parent()) {
+        (Some(note), _) => events.send(Event::Warning {
+            message: note.clone(),
+        }),
+        (None, Some(parent)) => tracing::info!("{} of job {job} on backup {parent}", kind.as_str()),
+        (None, None) => {}
+    }
+    Ok((plan, Some(cat)))
 }
 
 /// A volume to use instead of the tape in the drive (`first` says why that will not do):
@@ -537,6 +600,15 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         _ => s.drive.clone(),
     };
     eprintln!("Backup {} {}: {place}", s.uuid, s.status);
+    match (&s.parent, s.unchanged) {
+        (Some(parent), Some(unchanged)) => eprintln!(
+            "  kind      {} on {parent}: {unchanged} unchanged (left out), {} deleted (recorded)",
+            s.kind.as_str(),
+            s.deleted
+        ),
+        (Some(parent), None) => eprintln!("  kind      {} on {parent}", s.kind.as_str()),
+        (None, _) => eprintln!("  kind      {}", s.kind.as_str()),
+    }
     eprintln!(
         "  files     {} saved ({}), {} skipped, {} changed while read, {} not saved",
         s.files,

@@ -7,7 +7,9 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use std::io::Write;
-use tapedeck::catalog::{closest, format_time, BackupStatus, Catalog, FileVersion, Volume};
+use tapedeck::catalog::{
+    closest, format_time, BackupStatus, Catalog, FileKind, FileVersion, Volume,
+};
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveKind};
 use tapedeck::tape::{Changer, Element};
@@ -22,7 +24,8 @@ pub struct FindArgs {
     /// Part of a file name (or a glob)
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pattern: Option<String>,
-    /// An exact absolute path: every version of it
+    /// An exact absolute path: every version of it, with the deletions incremental backups
+    /// recorded
     #[arg(long, value_name = "PATH")]
     file: Option<String>,
     /// Show at most this many versions
@@ -84,8 +87,13 @@ fn where_on_tape(v: &FileVersion) -> String {
 }
 
 fn versions_table(versions: &[FileVersion]) -> Table {
-    let mut t = Table::new(&["BACKUP", "SIZE", "MODIFIED", "WHERE", "PATH"]);
+    let mut t = Table::new(&["BACKUP", "KIND", "SIZE", "MODIFIED", "WHERE", "PATH"]);
     for v in versions {
+        // A version that records a deletion has no size, time or place.
+        let size = match v.kind {
+            FileKind::Deleted => "deleted".to_string(),
+            _ => format_size(v.size.max(0) as u64),
+        };
         t.row(vec![
             format!(
                 "{} {}",
@@ -94,7 +102,8 @@ fn versions_table(versions: &[FileVersion]) -> Table {
             )
             .trim_end()
             .to_string(),
-            format_size(v.size.max(0) as u64),
+            v.backup.kind.clone(),
+            size,
             or_dash(
                 v.mtime_ns
                     .map(|ns| format_time(ns.div_euclid(1_000_000_000))),
