@@ -7,11 +7,13 @@ pub mod entries;
 pub mod flow;
 pub mod incremental;
 pub mod memory;
+pub mod passthrough;
 pub mod reader;
 pub mod replay;
 pub mod ring;
 pub mod scan;
 pub mod spans;
+pub mod spool;
 pub mod telemetry;
 pub mod writer;
 
@@ -73,6 +75,10 @@ pub enum BackupError {
     Scan(#[from] scan::ScanError),
     #[error(transparent)]
     Memory(#[from] memory::MemoryError),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    Input(#[from] passthrough::InputError),
     #[error("{drive}: no tape loaded; load one with `tapedeck load SLOT --drive {drive}`")]
     NoTape { drive: String },
     /// The operator asked for something the tape or catalogue does not allow.
@@ -98,6 +104,8 @@ impl BackupError {
         match self {
             BackupError::Scan(_) | BackupError::NoTape { .. } | BackupError::Refused(_) => true,
             BackupError::Memory(e) => !matches!(e, memory::MemoryError::Unknown(_)),
+            BackupError::Spool(e) => e.is_bad_input(),
+            BackupError::Input(_) => true,
             BackupError::Tape(e) => e.is_bad_input(),
             BackupError::Catalog(e) => e.is_bad_input(),
             _ => false,

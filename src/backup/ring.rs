@@ -136,6 +136,11 @@ impl Ring {
         self.lock().input_done
     }
 
+    /// Whether the writer has stopped taking blocks.
+    pub fn output_closed(&self) -> bool {
+        self.lock().output_closed
+    }
+
     /// The next full block, if one is queued.
     pub fn pop_full(&self) -> Option<Block> {
         self.lock().full.pop_front()
