@@ -188,6 +188,40 @@ impl Default for BufferConfig {
     }
 }
 
+/// `[spool]`: defaults for `tapedeck backup --strategy tar` (the command-line options
+/// win).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Where the chunk files go; default the system's temporary directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Disk space the spool may take; default half the free space, at most 100 GiB.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_opt_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub size: Option<u64>,
+    /// Chunks the spool is split into.
+    #[serde(default = "default_spool_chunks")]
+    pub chunks: u32,
+}
+
+fn default_spool_chunks() -> u32 {
+    crate::backup::spool::DEFAULT_CHUNKS
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            size: None,
+            chunks: default_spool_chunks(),
+        }
+    }
+}
+
 /// `[catalog]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +248,8 @@ pub struct ConfigFile {
     pub vlib: VlibConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
 }
@@ -458,6 +494,9 @@ impl ConfigFile {
         if b.readers == 0 {
             return Err(invalid("buffer.readers".into(), "at least 1".into()));
         }
+        if !(1..=64).contains(&self.spool.chunks) {
+            return Err(invalid("spool.chunks".into(), "1 to 64".into()));
+        }
         const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(invalid(
@@ -579,6 +618,16 @@ mod tests {
             err.contains("library[0].drives") && err.contains("`b`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn spool_defaults_and_their_checks() {
+        let f = parse("[spool]\ndir = \"/var/spool/td\"\nsize = \"100GiB\"\n").unwrap();
+        assert_eq!(f.spool.size, Some(100 << 30));
+        assert_eq!(f.spool.chunks, 2);
+        assert_eq!(f.spool.dir.as_deref(), Some(Path::new("/var/spool/td")));
+        let err = parse("[spool]\nchunks = 0\n").unwrap_err().to_string();
+        assert!(err.contains("spool.chunks"), "{err}");
     }
 
     #[test]

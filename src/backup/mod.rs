@@ -66,7 +66,7 @@ pub mod index;
 pub mod pipeline;
 pub mod volume;
 
-pub use pipeline::{run, BackupRequest, NextVolume, Summary, Target};
+pub use pipeline::{run, BackupRequest, NextVolume, Source, Strategy, Summary, Target};
 
 /// Why a backup could not start or went wrong outside the drive's own outcomes.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,13 @@ use super::entries::{Cursor, EntryLog};
 use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
 use super::incremental::{self, BackupKind, Basis};
 use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
+use super::passthrough::{self, TarInput};
 use super::reader::{PrefetchConfig, Prefetcher};
 use super::replay::{Replay, ReplayDamage};
 use super::ring::Ring;
 use super::scan::EntryKind;
 use super::spans::Spans;
+use super::spool::{self, SpoolSettings, Stage};
 use super::telemetry::{Event, Events, Telemetry};
 use super::volume::TapeTarget;
 use super::writer::{
@@ -58,6 +60,38 @@ pub struct BackupRequest {
     /// An incremental or differential backup: its parent and the scan's deletions
     /// (`None`: a full backup).
     pub basis: Option<Basis>,
+    /// How the stream reaches the writer.
+    pub strategy: Strategy,
+}
+
+/// How the tar stream reaches the writer (the backups table's `strategy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// The encoder's stream through the memory buffer.
+    #[default]
+    Direct,
+    /// The encoder's stream staged through a bounded disk spool (`backup::spool`).
+    Tar(SpoolSettings),
+    /// Tar archives made elsewhere, passed through (`backup::passthrough`).
+    Dd,
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Direct => "direct",
+            Strategy::Tar(_) => "tar",
+            Strategy::Dd => "dd",
+        }
+    }
+}
+
+/// What goes into the stream.
+pub enum Source {
+    /// Scanned members, encoded as tar (strategies `direct` and `tar`).
+    Scan(Arc<EntryLog>),
+    /// Tar archives passed through as one (strategy `dd`).
+    Tar(Vec<TarInput>),
 }
 
 /// Where the stream goes.
@@ -113,6 +147,11 @@ pub struct Summary {
     pub repositions: Option<u64>,
     pub buffer: u64,
     pub policy: FlowPolicy,
+    /// `direct`, `tar` or `dd`.
+    pub strategy: &'static str,
+    /// The tar strategy's spool size, and the most its chunk files held at once.
+    pub spool_size: Option<u64>,
+    pub peak_spool_bytes: Option<u64>,
     /// The process's peak resident memory (VmHWM), buffer included.
     pub peak_memory: Option<u64>,
     pub error: Option<String>,
@@ -351,7 +390,7 @@ pub type NextVolume<'a> =
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     req: &BackupRequest,
-    entries: Arc<EntryLog>,
+    source: Source,
     target: Target,
     mut cat: Option<&mut Catalog>,
     mut next_volume: Option<&mut NextVolume<'_>>,
@@ -360,6 +399,15 @@ pub fn run(
     interrupt: Interrupt,
 ) -> Result<Summary, BackupError> {
     let started = Instant::now();
+    let (entries, tar_inputs) = match (source, &req.strategy) {
+        (Source::Tar(inputs), Strategy::Dd) => (EntryLog::new(), Some(inputs)),
+        (Source::Scan(entries), Strategy::Direct | Strategy::Tar(_)) => (entries, None),
+        _ => {
+            return Err(BackupError::Internal(
+                "the dd strategy takes tar archives, the others scanned sources".into(),
+            ))
+        }
+    };
     let uuid = uuid::Uuid::new_v4().to_string();
     let started_at = catalog::now();
     let kind = req.basis.as_ref().map_or(BackupKind::Full, |b| b.kind);
@@ -392,9 +440,24 @@ pub fn run(
             block_size,
         } => (Sink::Stream(out), name, block_size, None),
     };
-    // The buffer and the index spool are made before the backup is recorded: if that
-    // fails, nothing started.
-    let ring = Arc::new(Ring::new(req.buffer, block_size as usize)?);
+    // The buffer, the disk stage and the index spool are made before the backup is
+    // recorded: if that fails, nothing started.
+    let stage = match &req.strategy {
+        Strategy::Tar(settings) => {
+            let (_, stage_bytes) = spool::split_buffer(req.buffer, block_size as u64);
+            Some(Arc::new(Stage::new(
+                settings,
+                stage_bytes,
+                block_size as usize,
+            )?))
+        }
+        _ => None,
+    };
+    let ring_bytes = match &stage {
+        Some(_) => spool::split_buffer(req.buffer, block_size as u64).0,
+        None => req.buffer,
+    };
+    let ring = Arc::new(Ring::new(ring_bytes, block_size as usize)?);
     let index = match tape {
         Some(_) => Some(IndexWriter::new(&IndexHeader {
             format: 1,
@@ -422,7 +485,7 @@ pub fn run(
                 pool: volume.pool.as_deref().or(req.pool.as_deref()),
                 started_at,
                 drive: Some(&drive_name),
-                strategy: Some("direct"),
+                strategy: Some(req.strategy.name()),
                 block_size: Some(block_size as i64),
                 origin: "tapedeck",
             })?;
@@ -489,6 +552,11 @@ pub fn run(
         replies: reply_rx,
     });
 
+    // The disk stage between the encoder and the writer's ring, for the tar strategy.
+    let stage_threads = match &stage {
+        Some(s) => Some(s.start(ring.clone())?),
+        None => None,
+    };
     let writer = {
         let (ring, progress, telemetry, events, interrupt) = (
             ring.clone(),
@@ -515,10 +583,12 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<Vec<EncoderEvent>>();
     let encoder = {
         let spans = spans.clone();
-        let (ring, entries, telemetry, interrupt) = (
-            ring.clone(),
+        // The encoder fills the stage's ring when there is a disk stage.
+        let ring = stage.as_ref().map_or_else(|| ring.clone(), |s| s.input());
+        let (entries, telemetry, events, interrupt) = (
             entries.clone(),
             telemetry.clone(),
+            events.clone(),
             interrupt.clone(),
         );
         let readers = PrefetchConfig {
@@ -529,7 +599,6 @@ pub fn run(
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || {
-                let mut members = Prefetcher::start(entries.clone(), readers);
                 let mut names = Cursor::new(entries.clone());
                 // Members go to the recorder in batches: one wake-up per member would
                 // cost more than encoding a small file.
@@ -568,15 +637,27 @@ pub fn run(
                         ));
                     }
                 };
-                let end = encoder::encode(
-                    &mut Cursor::new(entries.clone()),
-                    &mut members,
-                    BlockSink::new(ring.clone()),
-                    &spans,
-                    room,
-                    &interrupt,
-                    &mut report,
-                );
+                let end = match tar_inputs {
+                    None => encoder::encode(
+                        &mut Cursor::new(entries.clone()),
+                        &mut Prefetcher::start(entries.clone(), readers),
+                        BlockSink::new(ring.clone()),
+                        &spans,
+                        room,
+                        &interrupt,
+                        &mut report,
+                    ),
+                    Some(inputs) => passthrough::copy(
+                        inputs,
+                        &entries,
+                        BlockSink::new(ring.clone()),
+                        &spans,
+                        &interrupt,
+                        &telemetry,
+                        &events,
+                        &mut report,
+                    ),
+                };
                 let _ = tx.send(batch);
                 telemetry.update(|s| {
                     s.files_done = files_done;
@@ -703,6 +784,9 @@ pub fn run(
     // both threads, so the drive is back in our hands before anything else happens.
     if recorded.is_err() {
         ring.close_output();
+        if let Some(s) = &stage {
+            s.close();
+        }
     }
     let encoder_end = encoder
         .join()
@@ -710,11 +794,16 @@ pub fn run(
     let outcome: WriterOutcome = writer
         .join()
         .map_err(|_| BackupError::Internal("the writer thread panicked".into()))?;
+    // The writer's end stopped the stage too (its ring is closed).
+    let spooled = stage_threads.map_or(Ok(()), |t| t.join());
     // A failure of the encoder (an archive it could not write) or of the recorder (the
     // catalogue) fails the backup; it is still ended and recorded below.
     let mut failure = None;
     if let Err(e) = recorded {
         failure = Some(format!("recording files in the catalogue: {e}"));
+    }
+    if let Err(e) = spooled {
+        failure.get_or_insert(format!("spooling the archive: {e}"));
     }
     let encoder_end = encoder_end.unwrap_or_else(|e| {
         failure.get_or_insert(format!("encoding the archive: {e}"));
@@ -916,8 +1005,14 @@ pub fn run(
         min_streaming_rate,
         writer_stops: stops,
         repositions,
-        buffer: ring.capacity(),
+        buffer: ring.capacity() + stage.as_ref().map_or(0, |s| s.input().capacity()),
         policy: req.policy,
+        strategy: req.strategy.name(),
+        spool_size: match &req.strategy {
+            Strategy::Tar(settings) => Some(settings.size),
+            _ => None,
+        },
+        peak_spool_bytes: stage.as_ref().map(|s| s.report().peak_bytes),
         peak_memory: peak_memory(),
         error,
     })

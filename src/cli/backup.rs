@@ -1,5 +1,6 @@
-//! `tapedeck backup`: the direct strategy, sources streamed as tar onto the loaded volume
-//! (or into a file, FIFO or stdout with `--device`), with progress and a summary.
+//! `tapedeck backup`: sources streamed as tar onto the loaded volume (or into a file, FIFO
+//! or stdout with `--device`), directly, through a disk spool (`--strategy tar`), or tar
+//! archives made elsewhere passed through (`--strategy dd`), with progress and a summary.
 
 use super::output::print_json;
 use super::{bad_input, Interrupted};
@@ -11,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tapedeck::backup::flow::FlowPolicy;
 use tapedeck::backup::incremental::{self, BackupKind, Plan};
+use tapedeck::backup::spool::SpoolSettings;
 use tapedeck::backup::telemetry::{Event, Events, Telemetry};
 use tapedeck::backup::{
-    self, memory, scan, volume, BackupError, BackupRequest, Interrupt, Summary, Target,
+    self, memory, passthrough, scan, spool, volume, BackupError, BackupRequest, Interrupt, Source,
+    Strategy, Summary, Target,
 };
 use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
@@ -36,6 +39,15 @@ unchanged when its kind, size, mtime, mode, owner, inode and ctime are those of 
 version in that backup's chain; directories are always stored; paths under the sources
 that are gone are recorded as deleted. Without such a backup of the job, it runs as a full.
 
+Strategies (--strategy): `direct` (default) streams the sources through the memory buffer
+to the drive. `tar` stages the stream on disk in a bounded spool (--spool-size split into
+--spool-chunks files in --spool-dir): one chunk fills while the one before is written to
+tape and then deleted, so the disk holds at most the spool size, never the whole backup.
+`dd` writes tar archives made elsewhere (--from FILE..., a FIFO, or `-` for stdin) as one
+tape file with tapedeck's buffer, spanning and catalogue:
+  tar -cf - DIR | tapedeck backup --strategy dd --from -
+Their members are catalogued under their tar names with a leading `/`.
+
 Ctrl-C or SIGTERM stops reading, writes what is buffered, ends the tape file with a
 filemark and marks the backup aborted (exit 130); a second Ctrl-C stops writing at once.
 
@@ -45,7 +57,7 @@ Exit codes: 0 saved (skipped files are reported), 1 failed, 2 bad input, 130 int
 #[command(after_help = AFTER_HELP)]
 pub struct BackupArgs {
     /// Files and directories to back up (absolute or relative to the current directory)
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "from", value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// The drive [default: $TAPEDECK_DRIVE, default_drive, else the first drive]
     #[arg(long, short, env = "TAPEDECK_DRIVE")]
@@ -106,6 +118,99 @@ pub struct BackupArgs {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    strategy: Box<StrategyArgs>,
+}
+
+/// How the stream reaches the drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StrategyName {
+    /// The sources through the memory buffer
+    Direct,
+    /// The sources through a bounded disk spool
+    Tar,
+    /// Tar archives made elsewhere (--from), passed through
+    Dd,
+}
+
+#[derive(Debug, Args)]
+struct StrategyArgs {
+    /// direct: stream the sources; tar: stage them through a disk spool; dd: write tar
+    /// archives given with --from
+    #[arg(long, value_enum, default_value = "direct")]
+    strategy: StrategyName,
+    /// For --strategy dd: the tar archives to write, in order, joined into one tape file
+    /// (files, FIFOs, or `-` for standard input)
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "paths")]
+    from: Vec<PathBuf>,
+    /// For --strategy tar: where the spool's chunk files go (in a directory of their own,
+    /// removed at the end) [default: [spool] dir, else the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// For --strategy tar: disk space the spool may take, all chunks together, checked
+    /// against the free space before anything starts [default: [spool] size, else half
+    /// the free space, at most 100 GiB]
+    #[arg(long, value_name = "SIZE")]
+    spool_size: Option<String>,
+    /// For --strategy tar: chunks the spool is split into; one fills while another is
+    /// written [default: [spool] chunks, else 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    spool_chunks: Option<u32>,
+}
+
+impl StrategyArgs {
+    /// Refuses options that belong to another strategy (`changes_only`: --incremental or
+    /// --since-full, which compare scanned sources).
+    fn check(&self, paths: &[PathBuf], changes_only: bool) -> Result<()> {
+        let spool_given =
+            self.spool_dir.is_some() || self.spool_size.is_some() || self.spool_chunks.is_some();
+        if spool_given && self.strategy != StrategyName::Tar {
+            return Err(bad_input(
+                "--spool-dir, --spool-size and --spool-chunks are for --strategy tar",
+            ));
+        }
+        if changes_only && self.strategy == StrategyName::Dd {
+            return Err(bad_input(
+                "--incremental and --since-full compare the scanned sources with an earlier \
+                 backup; --strategy dd writes archives made elsewhere",
+            ));
+        }
+        match self.strategy {
+            StrategyName::Dd if self.from.is_empty() || !paths.is_empty() => Err(bad_input(
+                "--strategy dd writes the tar archives given with --from (a file, a FIFO \
+                 or `-` for stdin), not PATHs",
+            )),
+            StrategyName::Direct | StrategyName::Tar if !self.from.is_empty() => Err(bad_input(
+                "--from is for --strategy dd; give the sources as PATHs",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The spool for `--strategy tar`, checked against the free space (and a chunk
+    /// against the block size) before anything starts.
+    fn spool(&self, config: &Config, block: u64) -> Result<SpoolSettings> {
+        let file = &config.file.spool;
+        let dir = self
+            .spool_dir
+            .clone()
+            .or_else(|| file.dir.clone())
+            .unwrap_or_else(std::env::temp_dir);
+        let size = match (&self.spool_size, file.size) {
+            (Some(text), _) => parse_size(text).map_err(bad_input)?,
+            (None, Some(size)) => size,
+            (None, None) => {
+                spool::default_size(spool::free_space(&dir).map_err(BackupError::from)?)
+            }
+        };
+        let settings = SpoolSettings {
+            dir,
+            size,
+            chunks: self.spool_chunks.unwrap_or(file.chunks),
+        };
+        spool::check(&settings, block).map_err(BackupError::from)?;
+        Ok(settings)
+    }
 }
 
 fn percent(text: &str, what: &str) -> Result<f64> {
@@ -166,12 +271,28 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         None => None,
     };
     let events = Events::new(None);
+    args.strategy
+        .check(&args.paths, args.incremental || args.since_full)?;
+    let check_block = requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32) as u64;
+    // The spool fits on its disk, and the tar archives are tar archives, before any tape
+    // moves.
+    let strategy = match args.strategy.strategy {
+        StrategyName::Direct => Strategy::Direct,
+        StrategyName::Tar => Strategy::Tar(args.strategy.spool(config, check_block)?),
+        StrategyName::Dd => Strategy::Dd,
+    };
     // An incremental or differential: its parent and previous state, before any tape
     // moves (the catalogue opened for it serves the backup).
     let (mut plan, mut cat_for_plan) = plan_kind(&args, config, &events)?;
     // The sources are checked before any tape moves; the walk then runs alongside.
-    let scan = scan::start_filtered(&args.paths, plan.filter.take())
-        .map_err(tapedeck::backup::BackupError::from)?;
+    let source = if strategy == Strategy::Dd {
+        Source::Tar(open_tar_inputs(&args.strategy.from)?)
+    } else {
+        Source::Scan(
+            scan::start_filtered(&args.paths, plan.filter.take())
+                .map_err(tapedeck::backup::BackupError::from)?,
+        )
+    };
     let requested_buffer = match args.memory_buffer.as_deref() {
         Some(text) => Some(buffer_size(text)?),
         None => defaults.size,
@@ -191,6 +312,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         drive_cache: None,
         readers: readers as usize,
         basis: plan.basis.take(),
+        strategy,
     };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
     // Refuse an oversized buffer before any tape moves (the volume's block size only
@@ -225,7 +347,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         with_progress(&args, &telemetry, || {
             backup::run(
                 &req,
-                scan,
+                source,
                 target,
                 None,
                 None,
@@ -300,7 +422,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         with_progress(&args, &telemetry, || {
             backup::run(
                 &req,
-                scan,
+                source,
                 Target::Tape(Box::new(target)),
                 Some(&mut cat),
                 can_span.then_some(&mut next_volume as &mut backup::NextVolume<'_>),
@@ -364,6 +486,16 @@ fn plan_kind(
         (None, None) => {}
     }
     Ok((plan, Some(cat)))
+}
+
+/// Opens and checks the `--from` archives; `-` (stdin) at most once.
+fn open_tar_inputs(from: &[PathBuf]) -> Result<Vec<passthrough::TarInput>> {
+    if from.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(bad_input("--from - (stdin) can be given once"));
+    }
+    from.iter()
+        .map(|p| passthrough::open(p).map_err(|e| BackupError::from(e).into()))
+        .collect()
 }
 
 /// A volume to use instead of the tape in the drive (`first` says why that will not do):
@@ -587,6 +719,10 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
     if json {
         return print_json(s);
     }
+    let strategy = match s.strategy {
+        "direct" => String::new(),
+        other => format!(" ({other} strategy)"),
+    };
     let place = match (&s.volume, s.tape_file) {
         (Some(v), Some(f)) if s.volumes.len() > 1 => format!(
             "volume {v}, tape file {f} at block {}, continued on {}",
@@ -599,7 +735,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         ),
         _ => s.drive.clone(),
     };
-    eprintln!("Backup {} {}: {place}", s.uuid, s.status);
+    eprintln!("Backup {} {}{strategy}: {place}", s.uuid, s.status);
     match (&s.parent, s.unchanged) {
         (Some(parent), Some(unchanged)) => eprintln!(
             "  kind      {} on {parent}: {unchanged} unchanged (left out), {} deleted (recorded)",
@@ -641,6 +777,13 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
             "  PULL      {}: write error, marked in error; the members in flight were written \
              again on the next volume",
             s.failed_volumes.join(", ")
+        );
+    }
+    if let (Some(size), Some(peak)) = (s.spool_size, s.peak_spool_bytes) {
+        eprintln!(
+            "  spool     {} on disk at most, of {} allowed",
+            format_size(peak),
+            format_size(size)
         );
     }
     Ok(())
