@@ -586,6 +586,23 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
         2,
     );
     assert!(stderr.contains("--strategy dd"), "{stderr}");
+    // An incremental compares scanned sources: not for dd.
+    let (_, stderr) = backup_json(
+        &home,
+        &[
+            "--drive",
+            "lto9",
+            "--job",
+            "j",
+            "--incremental",
+            "--strategy",
+            "dd",
+            "--from",
+            junk.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(stderr.contains("--incremental"), "{stderr}");
     assert!(!cartridge(&home, "TD0001L9").join("00001.tar").exists());
 }
 
