@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    backup_json, many_files, noise, pool_backup, slow_library, spawn_backup_with, strings, Home,
+    backup_json, labelled, many_files, noise, pool_backup, slow_library, spawn_backup_with,
+    strings, Home,
 };
 use std::fs;
 use std::io::Read;
@@ -31,11 +32,6 @@ fn source_tree(root: &Path) -> PathBuf {
     fs::create_dir_all(src.join(&long)).unwrap();
     fs::write(src.join(&long).join("file-with-a-long-path.txt"), b"long\n").unwrap();
     src
-}
-
-fn labelled(home: &Home) {
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    home.run(&["volume", "label", "--drive", "lto9"]).success();
 }
 
 fn cartridge(home: &Home) -> PathBuf {
@@ -886,4 +882,26 @@ fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
     assert_eq!(summary["status"], "aborted", "{summary}");
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "full", "{volume}");
+}
+
+#[test]
+fn many_tiny_files_with_a_large_buffer_and_hysteresis_do_not_stall() {
+    // 70 000 members of one header each fill less than 4 % of a 1 GiB buffer, while the
+    // scan may only run 64 Ki entries ahead of what is recorded (on tape): the writer must
+    // not wait for its 90 % watermark then.
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    let src = common::empty_files(home.path(), 70_000);
+    let out = home
+        .cmd()
+        .args(["backup", "--drive", "lto9", "--flow", "hysteresis"])
+        .args(["--memory-buffer", "1GiB", "--json"])
+        .arg(&src)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["files"], 70_001, "{summary}");
 }

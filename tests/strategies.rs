@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{many_files, slow_library, Home};
+use common::{labelled, many_files, noise, slow_library, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Std, Stdio};
@@ -17,24 +17,6 @@ const BLOCK: u64 = 512 * 1024;
 
 fn cartridge(home: &Home, label: &str) -> PathBuf {
     home.vlib().join("cartridges").join(label)
-}
-
-fn labelled(home: &Home) {
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    home.run(&["volume", "label", "--drive", "lto9"]).success();
-}
-
-/// Deterministic bytes that do not repeat.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// `tapedeck backup ARGS --json`, expected to exit with `code`: the summary and stderr.
@@ -683,4 +665,26 @@ fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
         b["blake3"],
         blake3::hash(&noise(3_000_000, 2)).to_hex().to_string()
     );
+}
+
+#[test]
+fn a_spool_chunk_that_cannot_fill_goes_to_tape_early() {
+    // The stream (70 000 headers, 36 MB) fills neither a 1 GiB chunk nor the buffer,
+    // while the scan waits for members to be recorded: the chunk ends early.
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    let src = common::empty_files(home.path(), 70_000);
+    let out = home
+        .cmd()
+        .args(["backup", "--drive", "lto9", "--flow", "hysteresis"])
+        .args(["--memory-buffer", "512MiB", "--strategy", "tar"])
+        .args(["--spool-size", "2GiB", "--json"])
+        .arg(&src)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["files"], 70_001, "{summary}");
 }

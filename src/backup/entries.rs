@@ -25,6 +25,8 @@ struct State {
     skipped: Vec<Skipped>,
     done: bool,
     closed: bool,
+    /// The scan is waiting for room: nothing more comes until entries are released.
+    scan_waiting: bool,
 }
 
 /// The stream of entries of one scan.
@@ -63,11 +65,13 @@ impl EntryLog {
             .sum();
         let mut st = self.lock();
         while !st.closed && st.chunks.len() - st.released >= MAX_CHUNKS_AHEAD {
+            st.scan_waiting = true;
             st = self
                 .changed
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        st.scan_waiting = false;
         if st.closed {
             return false;
         }
@@ -106,6 +110,12 @@ impl EntryLog {
             skipped: st.skipped.len(),
             done: st.done,
         }
+    }
+
+    /// Whether the scan waits for entries to be released (recorded): until then no more
+    /// entries come, so a buffer waiting to fill further would wait for ever.
+    pub fn scan_waiting(&self) -> bool {
+        self.lock().scan_waiting
     }
 
     /// Skip records from `from` on.
@@ -264,6 +274,8 @@ mod tests {
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(log.totals().entries, MAX_CHUNKS_AHEAD * CHUNK);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(log.scan_waiting(), "the scan waits for room");
         log.release_before(CHUNK);
         assert!(blocked.join().unwrap());
         log.close();

@@ -761,6 +761,13 @@ pub fn run(
             spans.written_to(progress.bytes());
             // Entries before the oldest one still to be recorded are done with.
             entries.release_before(recorder.pending.front().map_or(next_index, |e| e.index));
+            // A scan waiting for entries to be recorded stalls the input: the writer then
+            // writes what is buffered instead of waiting for a watermark it cannot reach.
+            let stalled = entries.scan_waiting();
+            ring.set_input_stalled(stalled);
+            if let Some(s) = &stage {
+                s.input().set_input_stalled(stalled);
+            }
             let totals = entries.totals();
             report_scan_skips(&entries, &mut scan_skips_seen, &events);
             if totals.done && !scan_done {

@@ -7,7 +7,7 @@
 
 use memmap2::MmapMut;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct Ring {
     block: usize,
     blocks: usize,
     produced: AtomicU64,
+    /// No more input can come until the writer writes (see `set_input_stalled`).
+    stalled: AtomicBool,
 }
 
 /// Why a block could not be had.
@@ -60,6 +62,7 @@ impl Ring {
             block,
             blocks,
             produced: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
         })
     }
 
@@ -134,6 +137,19 @@ impl Ring {
 
     pub fn input_done(&self) -> bool {
         self.lock().input_done
+    }
+
+    /// Says whether the input is stalled on the output: whatever feeds the ring cannot go
+    /// on until what is in it is written (the scan waits for members to be recorded, and
+    /// they are recorded once on tape). A writer waiting for a watermark writes then.
+    pub fn set_input_stalled(&self, stalled: bool) {
+        if self.stalled.swap(stalled, Ordering::AcqRel) != stalled {
+            self.changed.notify_all();
+        }
+    }
+
+    pub fn input_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 
     /// Whether the writer has stopped taking blocks.

@@ -323,6 +323,12 @@ impl Stage {
     /// The next block the encoder filled; `None` once the encoder is done and everything
     /// is taken, or the stage is closed.
     fn next_block(&self) -> Option<Block> {
+        self.next_block_or_stall(false)
+    }
+
+    /// The next block; with `end_on_stall`, also `None` when the input is stalled (nothing
+    /// more comes until what was spooled is written), so a chunk ends early.
+    fn next_block_or_stall(&self, end_on_stall: bool) -> Option<Block> {
         loop {
             if self.closed() {
                 return None;
@@ -331,6 +337,7 @@ impl Stage {
             match self.input.pop_full() {
                 Some(b) => return Some(b),
                 None if done => return None,
+                None if end_on_stall && self.input.input_stalled() => return None,
                 None => self.input.wait(POLL),
             }
         }
@@ -403,7 +410,7 @@ impl Stage {
                     st.peak = st.peak.max(st.bytes);
                 }
                 if len < self.chunk_bytes {
-                    block = self.next_block();
+                    block = self.next_block_or_stall(true);
                 }
             }
             drop(file);

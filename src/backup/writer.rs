@@ -430,10 +430,12 @@ pub fn run(
         if done && fill == 0 && !out.pending() {
             break WriterEnd::Drained;
         }
+        // A stalled input (nothing more can come until this is written) drains as if the
+        // input were done, whatever the watermarks say.
         let decision = if done && fill == 0 {
             FlowDecision::Write
         } else {
-            flow.next(t, fill, ring.produced(), done)
+            flow.next(t, fill, ring.produced(), done || ring.input_stalled())
         };
         let state = flow.state();
         if state != last_state && last_state == WriterState::Streaming && !done {

@@ -191,3 +191,19 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         .map(|s| s.as_str().expect("a string").to_string())
         .collect()
 }
+
+/// Loads the first LTO-9 cartridge and labels it.
+pub fn labelled(home: &Home) {
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    home.run(&["volume", "label", "--drive", "lto9"]).success();
+}
+
+/// `n` empty files: a stream of nothing but headers.
+pub fn empty_files(root: &Path, n: usize) -> PathBuf {
+    let src = root.join("empty");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..n {
+        fs::write(src.join(format!("e{i:06}")), b"").unwrap();
+    }
+    src
+}
