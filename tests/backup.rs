@@ -551,7 +551,13 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
     slow_library(&home);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 60, 1 << 20);
-    let child = spawn_backup(&home, &src);
+    // A buffer that takes seconds to drain at the drive's 4 MB/s, so the second Ctrl-C
+    // comes while it drains, however loaded the machine.
+    let child = spawn_backup_with(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "32MiB"],
+        &src,
+    );
     wait_for_data(&home);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
