@@ -17,7 +17,7 @@ mod volumes;
 pub use backups::{BackupStatus, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord};
 pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
-pub use query::{BackupSummary, FileVersion, SegmentInfo};
+pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
 pub use volumes::{LabelRecord, TapeErrorRecord, Volume, VolumeStatus};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
