@@ -16,7 +16,7 @@ use tapedeck::catalog::{BackupStatus, FileKind, FileRecord, NewBackup, SegmentRe
 const MIB: u64 = 1 << 20;
 
 fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
