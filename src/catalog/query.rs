@@ -342,9 +342,7 @@ impl Catalog {
             mode: m.mode,
             uid: m.uid,
             gid: m.gid,
-            blake3: m
-                .blake3
-                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            blake3: m.blake3.map(|h| hex(&h)),
             link: m.link,
             backup,
             segments,
@@ -654,6 +652,18 @@ impl Catalog {
     }
 }
 
+/// Lower-case hex of a hash (without a `format!` per byte: listings of millions of
+/// files call this for each).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
 /// Paths in order, newest version first.
 fn sort_versions(versions: &mut [FileVersion]) {
     versions.sort_by(|a, b| {
@@ -679,6 +689,11 @@ mod tests {
         let g = Matcher::new("IMG_*_2024*");
         assert!(g.matches("img_0001_2024-05.jpg"));
         assert!(!g.matches("img_0001_2023.jpg"));
+    }
+
+    #[test]
+    fn hashes_print_as_lower_case_hex() {
+        assert_eq!(hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
     }
 
     #[test]

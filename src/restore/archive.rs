@@ -460,6 +460,35 @@ impl<R: Read> MemberReader<R> {
     }
 }
 
+impl<R: io::BufRead> MemberReader<R> {
+    /// The next piece of the current member's data as it sits in the reader's buffer
+    /// (no copy); empty once all of it is read. [`MemberReader::consume_data`] says how
+    /// much of it was used.
+    pub fn data_chunk(&mut self) -> Result<&[u8], ArchiveError> {
+        if self.data_left == 0 {
+            return Ok(&[]);
+        }
+        let at = self.at;
+        let left = self.data_left;
+        let buf = self
+            .inner
+            .fill_buf()
+            .map_err(|source| ArchiveError::Io { at, source })?;
+        if buf.is_empty() {
+            return Err(ArchiveError::Truncated { at });
+        }
+        Ok(&buf[..buf.len().min(left.min(usize::MAX as u64) as usize)])
+    }
+
+    /// Marks `n` bytes of the last [`MemberReader::data_chunk`] as read.
+    pub fn consume_data(&mut self, n: usize) {
+        let n = (n as u64).min(self.data_left);
+        self.inner.consume(n as usize);
+        self.at += n;
+        self.data_left -= n;
+    }
+}
+
 /// Padding after `size` data bytes up to a whole record.
 pub fn padding(size: u64) -> u64 {
     (RECORD - size % RECORD) % RECORD
@@ -722,6 +751,49 @@ mod tests {
         assert_eq!(b.name, b"b");
         assert_eq!(r.position(), 512 + 1024 + 512);
         assert!(r.next_header().unwrap().is_none());
+    }
+
+    #[test]
+    fn data_chunks_come_from_the_buffer_and_end_with_the_member() {
+        let bytes = archive(|b| {
+            file(b, "a", &[1; 3000]);
+            file(b, "b", &[2; 10]);
+        });
+        let mut r = MemberReader::new(std::io::BufReader::with_capacity(1024, bytes.as_slice()));
+        r.next_header().unwrap().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let chunk = r.data_chunk().unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len().min(700);
+            got.extend_from_slice(&chunk[..n]);
+            r.consume_data(n);
+        }
+        assert_eq!(got, vec![1; 3000]);
+        assert_eq!(r.next_header().unwrap().unwrap().name, b"b");
+        let (_, e) = list_members(&bytes[..2000]);
+        assert!(e.is_some());
+        let mut cut = MemberReader::new(std::io::BufReader::new(&bytes[..2000]));
+        cut.next_header().unwrap().unwrap();
+        let mut err = None;
+        for _ in 0..10 {
+            match cut.data_chunk() {
+                Ok(c) => {
+                    let n = c.len();
+                    cut.consume_data(n);
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(
+            matches!(err, Some(ArchiveError::Truncated { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -357,26 +357,27 @@ impl Extractor {
     ) -> Result<OpenFile, ExtractError> {
         let shown = path.display();
         let dir = self.dir(path.parent(), true)?;
-        let replaces = self.may_replace(&dir, path.name(), &shown, meta, false)?;
-        let written_as = if replaces {
-            self.temp_name()
-        } else {
-            path.name().to_string()
-        };
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::openat(
-            dir.as_fd(),
-            written_as.as_str(),
-            flags,
-            Mode::from_bits_truncate(0o600),
-        ) {
-            Ok(fd) => fd,
-            // Appeared since we looked.
-            Err(Errno::EEXIST) if !replaces => {
-                return Err(ExtractError::Kept("file (created meanwhile)".into()))
+        let create = |name: &str| {
+            nix::fcntl::openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
+                .map_err(|e| ExtractError::io(&shown, errno_io(e)))
+        };
+        // Most targets are new: create first, and look at what is there only if something is.
+        let (fd, written_as, replaces) = match create(path.name()) {
+            Ok(fd) => (fd, path.name().to_string(), false),
+            Err(ExtractError::Io { source, .. })
+                if source.raw_os_error() == Some(Errno::EEXIST as i32) =>
+            {
+                if self.may_replace(&dir, path.name(), &shown, meta, false)? {
+                    let temp = self.temp_name();
+                    (create(&temp)?, temp, true)
+                } else {
+                    // Gone again since: a plain create will do.
+                    (create(path.name())?, path.name().to_string(), false)
+                }
             }
-            Err(e) => return Err(ExtractError::io(&shown, errno_io(e))),
+            Err(e) => return Err(e),
         };
         Ok(OpenFile {
             file: File::from(fd),

@@ -17,6 +17,7 @@ use crate::catalog::FileKind;
 use crate::tape::file_reader::TapeFileReader;
 use crate::tape::{TapeDrive, TapeError};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to do with what is read.
@@ -55,9 +56,9 @@ struct Executor<'p, 'm> {
     report: Report,
     progress: &'p Progress,
     interrupt: &'p Interrupt,
-    buf: Vec<u8>,
     /// Hard links made at the end, by path.
     links: HashSet<String>,
+    hash_worker: Option<HashWorker>,
 }
 
 /// Carries out `plan`: restores or verifies every member, mounting volumes through
@@ -83,8 +84,8 @@ pub fn execute(
         },
         progress,
         interrupt,
-        buf: vec![0; 1 << 20],
         links: HashSet::new(),
+        hash_worker: HashWorker::start(),
     };
     for u in &plan.unreadable {
         ex.report.note(&u.path, Status::Missing, u.reason.clone());
@@ -128,6 +129,9 @@ pub fn execute(
         if ex.report.interrupted {
             break;
         }
+    }
+    if let Some(w) = &mut ex.hash_worker {
+        w.stop();
     }
     // Split files whose later parts never came.
     for i in 0..ex.states.len() {
@@ -189,6 +193,172 @@ fn expected_kind(kind: FileKind) -> Option<MemberKind> {
         FileKind::Fifo => MemberKind::Fifo,
         FileKind::Socket | FileKind::Deleted => return None,
     })
+}
+
+/// Why copying a member's data stopped.
+enum CopyError {
+    Read(ArchiveError),
+    Write(ExtractError),
+    /// The hashing thread is gone.
+    Hash,
+    Interrupted,
+}
+
+/// Parts at least this large are hashed by the hashing thread while this one reads the
+/// tape and writes: BLAKE3 then costs no time next to the I/O.
+const HASH_THREAD_FROM: u64 = 1 << 20;
+
+/// Blocks in flight to the hashing thread.
+const HASH_QUEUE: usize = 2;
+
+enum HashJob {
+    /// Hash what follows into this state.
+    Start(Box<blake3::Hasher>),
+    /// Bytes `start..end` of a block.
+    Data(Arc<Vec<u8>>, usize, usize),
+    /// Give the state back.
+    Return,
+}
+
+/// A thread that hashes blocks as they are shared by the tape reader (no copy).
+struct HashWorker {
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+    back: std::sync::mpsc::Receiver<Box<blake3::Hasher>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Whether a core is free for hashing beside the reading and writing: more than one
+/// CPU, and a load average that leaves one idle. On a busy machine a second thread only
+/// adds hand-over costs.
+fn spare_core() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
+    cpus > 1 && load.is_some_and(|l| l + 1.0 <= cpus as f64)
+}
+
+impl HashWorker {
+    /// A hashing thread, when a core is free for it.
+    fn start() -> Option<HashWorker> {
+        if !spare_core() {
+            return None;
+        }
+        Self::spawn()
+    }
+
+    fn spawn() -> Option<HashWorker> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(HASH_QUEUE);
+        let (give, back) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hash".into())
+            .spawn(move || {
+                let mut current: Option<Box<blake3::Hasher>> = None;
+                for job in queue {
+                    match job {
+                        HashJob::Start(h) => current = Some(h),
+                        HashJob::Data(block, start, end) => {
+                            if let (Some(h), Some(bytes)) =
+                                (current.as_mut(), block.get(start..end))
+                            {
+                                h.update(bytes);
+                            }
+                        }
+                        HashJob::Return => {
+                            if let Some(h) = current.take() {
+                                if give.send(h).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(HashWorker {
+            jobs,
+            back,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        let (closed, _) = std::sync::mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies `length` data bytes of the current member: hashed (large parts by the hashing
+/// thread, from the tape's own block buffers), and written to `file` when restoring.
+/// Returns the bytes copied and how it ended.
+fn copy_data(
+    mr: &mut MemberReader<&mut TapeFileReader<'_>>,
+    file: &mut Option<OpenFile>,
+    hasher: &mut Box<blake3::Hasher>,
+    length: u64,
+    worker: Option<&HashWorker>,
+    progress: &Progress,
+    interrupt: &Interrupt,
+) -> (u64, Result<(), CopyError>) {
+    let mut offloaded = None;
+    if let Some(w) = worker.filter(|_| length >= HASH_THREAD_FROM) {
+        let state = std::mem::replace(hasher, Box::new(blake3::Hasher::new()));
+        match w.jobs.send(HashJob::Start(state)) {
+            Ok(()) => offloaded = Some(w),
+            Err(std::sync::mpsc::SendError(HashJob::Start(state))) => *hasher = state,
+            Err(_) => {}
+        }
+    }
+    let mut copied = 0u64;
+    let mut result = Ok(());
+    while copied < length {
+        if interrupt.hard() {
+            result = Err(CopyError::Interrupted);
+            break;
+        }
+        let chunk = match mr.data_chunk() {
+            Ok(c) => c,
+            Err(e) => {
+                result = Err(CopyError::Read(e));
+                break;
+            }
+        };
+        let n = chunk.len();
+        if offloaded.is_none() {
+            hasher.update(chunk);
+        }
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(chunk) {
+                result = Err(CopyError::Write(e));
+                break;
+            }
+        }
+        if let Some(w) = offloaded {
+            let (block, at) = mr.get_mut().shared_block();
+            if w.jobs.send(HashJob::Data(block, at, at + n)).is_err() {
+                result = Err(CopyError::Hash);
+                break;
+            }
+        }
+        mr.consume_data(n);
+        copied += n as u64;
+        progress.add(n as u64);
+    }
+    if let Some(w) = offloaded {
+        let back = w
+            .jobs
+            .send(HashJob::Return)
+            .ok()
+            .and_then(|()| w.back.recv().ok());
+        match back {
+            Some(state) => *hasher = state,
+            None => result = Err(CopyError::Hash),
+        }
+    }
+    (copied, result)
 }
 
 fn hex(hash: &blake3::Hash) -> String {
@@ -555,51 +725,42 @@ impl Executor<'_, '_> {
             mr.limit_data(length);
         }
         self.progress.set_current(&m.path);
-        let mut copied = 0u64;
-        while copied < length {
-            if self.interrupt.hard() {
-                self.states[i] = State::InProgress {
-                    file,
-                    hasher,
-                    done: done + copied,
-                };
-                self.report.interrupted = true;
-                return Stream::Broken;
-            }
-            let want = self
-                .buf
-                .len()
-                .min((length - copied).min(usize::MAX as u64) as usize);
-            let n = match mr.read_data(&mut self.buf[..want]) {
-                Ok(n) => n,
-                Err(e) => {
+        let (copied, result) = copy_data(
+            mr,
+            &mut file,
+            &mut hasher,
+            length,
+            self.hash_worker.as_ref(),
+            self.progress,
+            self.interrupt,
+        );
+        self.report.data_bytes += copied;
+        if let Err(e) = result {
+            self.states[i] = State::InProgress {
+                file,
+                hasher,
+                done: done + copied,
+            };
+            return match e {
+                CopyError::Read(e) => {
                     let (status, detail, stream) =
                         read_failure(&e, &format!("data at byte {}", done + copied));
-                    self.states[i] = State::InProgress {
-                        file,
-                        hasher,
-                        done: done + copied,
-                    };
                     self.fail(i, status, &detail);
-                    return stream;
+                    stream
+                }
+                CopyError::Write(e) => {
+                    self.fail(i, Status::Failed, &e.to_string());
+                    Stream::Intact
+                }
+                CopyError::Hash => {
+                    self.fail(i, Status::Failed, "the hashing thread stopped");
+                    Stream::Intact
+                }
+                CopyError::Interrupted => {
+                    self.report.interrupted = true;
+                    Stream::Broken
                 }
             };
-            let chunk = &self.buf[..n];
-            hasher.update(chunk);
-            if let Some(f) = &mut file {
-                if let Err(e) = f.write_all(chunk) {
-                    self.states[i] = State::InProgress {
-                        file,
-                        hasher,
-                        done: done + copied,
-                    };
-                    self.fail(i, Status::Failed, &e.to_string());
-                    return Stream::Intact;
-                }
-            }
-            copied += n as u64;
-            self.progress.add(n as u64);
-            self.report.data_bytes += n as u64;
         }
         let done = done + copied;
         if !last {
@@ -635,5 +796,67 @@ impl Executor<'_, '_> {
         }
         self.succeed(i, warnings);
         Stream::Intact
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tape::{Changer, Element};
+    use crate::vlib::{InitOptions, Library};
+
+    /// A virtual drive holding `archive` as tape file 0, rewound.
+    fn drive_with(dir: &std::path::Path, archive: &[u8], block: usize) -> Box<dyn TapeDrive> {
+        let opts = InitOptions {
+            time_scale: 0.0,
+            ..InitOptions::default()
+        };
+        let lib = Library::init(dir, &opts).unwrap();
+        lib.changer()
+            .move_medium(Element::Slot(1), Element::Drive(0))
+            .unwrap();
+        let mut drive: Box<dyn TapeDrive> = Box::new(lib.open_drive("lto9").unwrap());
+        drive.set_block_size(block as u32).unwrap();
+        for chunk in archive.chunks(block) {
+            let mut b = chunk.to_vec();
+            b.resize(block, 0);
+            drive.write_block(&b).unwrap();
+        }
+        drive.rewind().unwrap();
+        drive
+    }
+
+    #[test]
+    fn large_members_hash_the_same_on_the_hashing_thread_and_inline() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "big", data.as_slice()).unwrap();
+        let archive = b.into_inner().unwrap();
+        let want = blake3::hash(&data);
+        for threaded in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut drive = drive_with(dir.path(), &archive, 64 * 1024);
+            let mut tape = TapeFileReader::new(drive.as_mut(), 64 * 1024);
+            let mut mr = MemberReader::new(&mut tape);
+            let header = mr.next_header().unwrap().unwrap();
+            let worker = if threaded { HashWorker::spawn() } else { None };
+            assert_eq!(worker.is_some(), threaded);
+            let mut hasher = Box::new(blake3::Hasher::new());
+            let (copied, result) = copy_data(
+                &mut mr,
+                &mut None,
+                &mut hasher,
+                header.size,
+                worker.as_ref(),
+                &Progress::default(),
+                &Interrupt::new(),
+            );
+            assert!(result.is_ok());
+            assert_eq!(copied, data.len() as u64);
+            assert_eq!(hasher.finalize(), want, "threaded: {threaded}");
+        }
     }
 }
