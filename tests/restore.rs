@@ -991,3 +991,60 @@ fn bad_input_is_refused_with_a_clear_message() {
     let o = outcome(&report, &file);
     assert_eq!(o["status"], "missing", "{o}");
 }
+
+#[test]
+fn ctrl_c_stops_after_the_member_being_restored() {
+    let home = Home::with_fast_vlib();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..6 {
+        fs::write(src.join(format!("f{i}")), noise(4_000_000, i + 40)).unwrap();
+    }
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    backup_lto9(&home, &src, &[]);
+    // Reading now at about 4 MB/s: the restore takes seconds.
+    let lib_path = home.vlib().join("library.json");
+    let mut lib: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&lib_path).unwrap()).unwrap();
+    lib["time_scale"] = serde_json::json!(0.01);
+    fs::write(&lib_path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+    let to = home.path().join("to");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
+        .env("TAPEDECK_HOME", home.path())
+        .env("TAPEDECK_CONFIG", home.config())
+        .env_remove("TAPEDECK_DRIVE")
+        .args(["restore", "--json", "--tape", "TD0001L9", "--to"])
+        .arg(&to)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["interrupted"], true, "{report}");
+    let restored = report["restored"].as_u64().unwrap();
+    assert!(restored < 7, "stopped early: {report}");
+    // What is there is whole; nothing half-written is left.
+    let back = under(&to, &src);
+    let mut whole = 0;
+    for entry in fs::read_dir(&back).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_owned();
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            fs::read(src.join(&name)).unwrap(),
+            "{p:?}"
+        );
+        whole += 1;
+    }
+    assert!(whole < 6, "{whole} files: the restore was not stopped");
+}

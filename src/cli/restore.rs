@@ -437,29 +437,27 @@ pub(super) fn finish(report: &Report, json: bool, what: &str) -> Result<()> {
         secs = report.elapsed_secs,
         "{what} summary"
     );
+    // Every member that did not come out well, by path: in the log, and on stderr (also
+    // with --json, whose report has them too).
     for o in &report.outcomes {
-        match o.status {
-            Status::Kept => tracing::info!("{}: kept: {}", o.path, o.detail),
-            status => tracing::warn!("{}: {:?}: {}", o.path, status, o.detail),
-        }
+        let word = match o.status {
+            Status::Kept => "kept",
+            Status::Refused => "REFUSED",
+            Status::Damaged => "DAMAGED",
+            Status::Missing => "MISSING",
+            Status::Failed => "FAILED",
+            Status::Restored | Status::Verified => continue,
+        };
+        tracing::info!("{word} {}: {}", o.path, o.detail);
+        eprintln!("{word:8} {}: {}", o.path, o.detail);
+    }
+    for w in &report.warnings {
+        tracing::info!("warning: {w}");
+        eprintln!("warning: {w}");
     }
     if json {
         print_json(report)?;
     } else {
-        for o in &report.outcomes {
-            let word = match o.status {
-                Status::Kept => "kept",
-                Status::Refused => "REFUSED",
-                Status::Damaged => "DAMAGED",
-                Status::Missing => "MISSING",
-                Status::Failed => "FAILED",
-                Status::Restored | Status::Verified => continue,
-            };
-            eprintln!("{word:8} {}: {}", o.path, o.detail);
-        }
-        for w in &report.warnings {
-            eprintln!("warning: {w}");
-        }
         let (count, verb) = if what == "verify" {
             (report.verified, "verified")
         } else {

@@ -133,6 +133,10 @@ pub fn execute(
     if let Some(w) = &mut ex.hash_worker {
         w.stop();
     }
+    // Ctrl-C after the last member still counts: the operator asked to stop.
+    if interrupt.requested() {
+        ex.report.interrupted = true;
+    }
     // Split files whose later parts never came.
     for i in 0..ex.states.len() {
         if matches!(ex.states[i], State::InProgress { .. }) {
