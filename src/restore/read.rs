@@ -58,7 +58,7 @@ struct Executor<'p, 'm> {
     interrupt: &'p Interrupt,
     /// Hard links made at the end, by path.
     links: HashSet<String>,
-    hash_worker: Option<HashWorker>,
+    helper: Option<Helper>,
 }
 
 /// Carries out `plan`: restores or verifies every member, mounting volumes through
@@ -85,7 +85,7 @@ pub fn execute(
         progress,
         interrupt,
         links: HashSet::new(),
-        hash_worker: HashWorker::start(),
+        helper: Helper::start(),
     };
     for u in &plan.unreadable {
         ex.report.note(&u.path, Status::Missing, u.reason.clone());
@@ -130,7 +130,7 @@ pub fn execute(
             break;
         }
     }
-    if let Some(w) = &mut ex.hash_worker {
+    if let Some(w) = &mut ex.helper {
         w.stop();
     }
     // Ctrl-C after the last member still counts: the operator asked to stop.
@@ -203,37 +203,46 @@ fn expected_kind(kind: FileKind) -> Option<MemberKind> {
 enum CopyError {
     Read(ArchiveError),
     Write(ExtractError),
-    /// The hashing thread is gone.
-    Hash,
+    /// The helper thread is gone.
+    Helper,
     Interrupted,
 }
 
-/// Parts at least this large are hashed by the hashing thread while this one reads the
-/// tape and writes: BLAKE3 then costs no time next to the I/O.
-const HASH_THREAD_FROM: u64 = 1 << 20;
+/// Parts at least this large are shared with the helper thread: while this thread reads
+/// the tape (and hashes, when restoring), the helper writes the file (restore) or hashes
+/// (verify), straight from the tape's block buffers.
+const HELPER_FROM: u64 = 1 << 20;
 
-/// Blocks in flight to the hashing thread.
-const HASH_QUEUE: usize = 2;
+/// Blocks in flight to the helper thread.
+const HELPER_QUEUE: usize = 2;
 
-enum HashJob {
-    /// Hash what follows into this state.
-    Start(Box<blake3::Hasher>),
-    /// Bytes `start..end` of a block.
-    Data(Arc<Vec<u8>>, usize, usize),
-    /// Give the state back.
-    Return,
+/// What the helper thread does with the data of one member part.
+struct Task {
+    /// Write the data here (restore).
+    file: Option<OpenFile>,
+    /// Hash the data into this (verify).
+    hasher: Option<Box<blake3::Hasher>>,
+    /// The first write error; later data is not written.
+    error: Option<ExtractError>,
 }
 
-/// A thread that hashes blocks as they are shared by the tape reader (no copy).
-struct HashWorker {
-    jobs: std::sync::mpsc::SyncSender<HashJob>,
-    back: std::sync::mpsc::Receiver<Box<blake3::Hasher>>,
+enum Job {
+    Start(Task),
+    /// Bytes `start..end` of a block.
+    Data(Arc<Vec<u8>>, usize, usize),
+    /// Give the task back.
+    Finish,
+}
+
+/// A thread that writes or hashes blocks as the tape reader shares them (no copy).
+struct Helper {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    back: std::sync::mpsc::Receiver<Task>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Whether a core is free for hashing beside the reading and writing: more than one
-/// CPU, and a load average that leaves one idle. On a busy machine a second thread only
-/// adds hand-over costs.
+/// Whether a core is free for a helper thread: more than one CPU, and a load average that
+/// leaves one idle. On a busy machine a second thread only adds hand-over costs.
 fn spare_core() -> bool {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg")
@@ -242,35 +251,43 @@ fn spare_core() -> bool {
     cpus > 1 && load.is_some_and(|l| l + 1.0 <= cpus as f64)
 }
 
-impl HashWorker {
-    /// A hashing thread, when a core is free for it.
-    fn start() -> Option<HashWorker> {
+impl Helper {
+    /// A helper thread, when a core is free for it.
+    fn start() -> Option<Helper> {
         if !spare_core() {
+            tracing::debug!("restore: no spare core; one thread reads, hashes and writes");
             return None;
         }
         Self::spawn()
     }
 
-    fn spawn() -> Option<HashWorker> {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(HASH_QUEUE);
+    fn spawn() -> Option<Helper> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(HELPER_QUEUE);
         let (give, back) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("hash".into())
+            .name("restore-helper".into())
             .spawn(move || {
-                let mut current: Option<Box<blake3::Hasher>> = None;
+                let mut current: Option<Task> = None;
                 for job in queue {
                     match job {
-                        HashJob::Start(h) => current = Some(h),
-                        HashJob::Data(block, start, end) => {
-                            if let (Some(h), Some(bytes)) =
-                                (current.as_mut(), block.get(start..end))
-                            {
+                        Job::Start(t) => current = Some(t),
+                        Job::Data(block, start, end) => {
+                            let (Some(t), Some(bytes)) = (current.as_mut(), block.get(start..end))
+                            else {
+                                continue;
+                            };
+                            if let Some(h) = t.hasher.as_mut() {
                                 h.update(bytes);
                             }
+                            if let (Some(f), None) = (t.file.as_mut(), &t.error) {
+                                if let Err(e) = f.write_all(bytes) {
+                                    t.error = Some(e);
+                                }
+                            }
                         }
-                        HashJob::Return => {
-                            if let Some(h) = current.take() {
-                                if give.send(h).is_err() {
+                        Job::Finish => {
+                            if let Some(t) = current.take() {
+                                if give.send(t).is_err() {
                                     return;
                                 }
                             }
@@ -279,7 +296,7 @@ impl HashWorker {
                 }
             })
             .ok()?;
-        Some(HashWorker {
+        Some(Helper {
             jobs,
             back,
             thread: Some(thread),
@@ -295,27 +312,46 @@ impl HashWorker {
     }
 }
 
-/// Copies `length` data bytes of the current member: hashed (large parts by the hashing
-/// thread, from the tape's own block buffers), and written to `file` when restoring.
-/// Returns the bytes copied and how it ended.
+/// Copies `length` data bytes of the current member: hashed, and written to `file` when
+/// restoring; large parts with the helper thread's help. Returns the bytes copied and how
+/// it ended.
 fn copy_data(
     mr: &mut MemberReader<&mut TapeFileReader<'_>>,
     file: &mut Option<OpenFile>,
     hasher: &mut Box<blake3::Hasher>,
     length: u64,
-    worker: Option<&HashWorker>,
+    helper: Option<&Helper>,
     progress: &Progress,
     interrupt: &Interrupt,
 ) -> (u64, Result<(), CopyError>) {
-    let mut offloaded = None;
-    if let Some(w) = worker.filter(|_| length >= HASH_THREAD_FROM) {
-        let state = std::mem::replace(hasher, Box::new(blake3::Hasher::new()));
-        match w.jobs.send(HashJob::Start(state)) {
-            Ok(()) => offloaded = Some(w),
-            Err(std::sync::mpsc::SendError(HashJob::Start(state))) => *hasher = state,
+    // With a helper: it writes (restore), or it hashes (verify); this thread does the rest.
+    let mut shared = None;
+    let writing = file.is_some();
+    if let Some(w) = helper.filter(|_| length >= HELPER_FROM) {
+        let task = match file.take() {
+            Some(f) => Task {
+                file: Some(f),
+                hasher: None,
+                error: None,
+            },
+            None => Task {
+                file: None,
+                hasher: Some(std::mem::replace(hasher, Box::new(blake3::Hasher::new()))),
+                error: None,
+            },
+        };
+        match w.jobs.send(Job::Start(task)) {
+            Ok(()) => shared = Some(w),
+            Err(std::sync::mpsc::SendError(Job::Start(task))) => {
+                *file = task.file;
+                if let Some(h) = task.hasher {
+                    *hasher = h;
+                }
+            }
             Err(_) => {}
         }
     }
+    let helper_hashes = shared.is_some() && !writing;
     let mut copied = 0u64;
     let mut result = Ok(());
     while copied < length {
@@ -331,7 +367,7 @@ fn copy_data(
             }
         };
         let n = chunk.len();
-        if offloaded.is_none() {
+        if !helper_hashes {
             hasher.update(chunk);
         }
         if let Some(f) = file.as_mut() {
@@ -340,10 +376,10 @@ fn copy_data(
                 break;
             }
         }
-        if let Some(w) = offloaded {
+        if let Some(w) = shared {
             let (block, at) = mr.get_mut().shared_block();
-            if w.jobs.send(HashJob::Data(block, at, at + n)).is_err() {
-                result = Err(CopyError::Hash);
+            if w.jobs.send(Job::Data(block, at, at + n)).is_err() {
+                result = Err(CopyError::Helper);
                 break;
             }
         }
@@ -351,15 +387,25 @@ fn copy_data(
         copied += n as u64;
         progress.add(n as u64);
     }
-    if let Some(w) = offloaded {
+    if let Some(w) = shared {
         let back = w
             .jobs
-            .send(HashJob::Return)
+            .send(Job::Finish)
             .ok()
             .and_then(|()| w.back.recv().ok());
         match back {
-            Some(state) => *hasher = state,
-            None => result = Err(CopyError::Hash),
+            Some(task) => {
+                if task.file.is_some() {
+                    *file = task.file;
+                }
+                if let Some(h) = task.hasher {
+                    *hasher = h;
+                }
+                if let (Some(e), Ok(())) = (task.error, &result) {
+                    result = Err(CopyError::Write(e));
+                }
+            }
+            None => result = Err(CopyError::Helper),
         }
     }
     (copied, result)
@@ -734,7 +780,7 @@ impl Executor<'_, '_> {
             &mut file,
             &mut hasher,
             length,
-            self.hash_worker.as_ref(),
+            self.helper.as_ref(),
             self.progress,
             self.interrupt,
         );
@@ -756,8 +802,8 @@ impl Executor<'_, '_> {
                     self.fail(i, Status::Failed, &e.to_string());
                     Stream::Intact
                 }
-                CopyError::Hash => {
-                    self.fail(i, Status::Failed, "the hashing thread stopped");
+                CopyError::Helper => {
+                    self.fail(i, Status::Failed, "the helper thread stopped");
                     Stream::Intact
                 }
                 CopyError::Interrupted => {
@@ -831,7 +877,7 @@ mod tests {
     }
 
     #[test]
-    fn large_members_hash_the_same_on_the_hashing_thread_and_inline() {
+    fn large_members_come_out_the_same_with_the_helper_thread_and_without() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -840,27 +886,45 @@ mod tests {
         b.append_data(&mut h, "big", data.as_slice()).unwrap();
         let archive = b.into_inner().unwrap();
         let want = blake3::hash(&data);
-        for threaded in [true, false] {
+        for (threaded, writing) in [(true, true), (true, false), (false, true), (false, false)] {
             let dir = tempfile::tempdir().unwrap();
             let mut drive = drive_with(dir.path(), &archive, 64 * 1024);
             let mut tape = TapeFileReader::new(drive.as_mut(), 64 * 1024);
             let mut mr = MemberReader::new(&mut tape);
             let header = mr.next_header().unwrap().unwrap();
-            let worker = if threaded { HashWorker::spawn() } else { None };
-            assert_eq!(worker.is_some(), threaded);
+            let helper = if threaded { Helper::spawn() } else { None };
+            assert_eq!(helper.is_some(), threaded);
+            let to = dir.path().join("to");
+            let mut x = crate::restore::extract::Extractor::new(
+                &to,
+                crate::restore::extract::Overwrite::Never,
+            )
+            .unwrap();
+            let mut file = writing.then(|| {
+                x.create_file(&SafePath::new("big").unwrap(), &Metadata::default())
+                    .unwrap()
+            });
             let mut hasher = Box::new(blake3::Hasher::new());
             let (copied, result) = copy_data(
                 &mut mr,
-                &mut None,
+                &mut file,
                 &mut hasher,
                 header.size,
-                worker.as_ref(),
+                helper.as_ref(),
                 &Progress::default(),
                 &Interrupt::new(),
             );
             assert!(result.is_ok());
             assert_eq!(copied, data.len() as u64);
-            assert_eq!(hasher.finalize(), want, "threaded: {threaded}");
+            assert_eq!(
+                hasher.finalize(),
+                want,
+                "threaded {threaded}, writing {writing}"
+            );
+            if let Some(f) = file {
+                x.finish_file(f).unwrap();
+                assert_eq!(std::fs::read(to.join("big")).unwrap(), data);
+            }
         }
     }
 }
