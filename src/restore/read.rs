@@ -85,7 +85,7 @@ pub fn execute(
         progress,
         interrupt,
         links: HashSet::new(),
-        helper: Helper::start(),
+        helper: Helper::start(plan),
     };
     for u in &plan.unreadable {
         ex.report.note(&u.path, Status::Missing, u.reason.clone());
@@ -241,20 +241,54 @@ struct Helper {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Whether a core is free for a helper thread: more than one CPU, and a load average that
-/// leaves one idle. On a busy machine a second thread only adds hand-over costs.
+/// Plans with less data than this do without a helper thread (and without looking for a
+/// free core first).
+const HELPER_PLAN_FROM: u64 = 256 << 20;
+
+/// (idle, total) jiffies of all CPUs, from `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = v.get(3)? + v.get(4)?;
+    Some((idle, v.iter().sum()))
+}
+
+/// Whether a core is free for a helper thread: more than one CPU, and most of one idle
+/// over a tenth of a second. On a busy machine a second thread only adds hand-over costs.
 fn spare_core() -> bool {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
-    cpus > 1 && load.is_some_and(|l| l + 1.0 <= cpus as f64)
+    if cpus < 2 {
+        return false;
+    }
+    let Some((idle0, total0)) = cpu_times() else {
+        return false;
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let Some((idle1, total1)) = cpu_times() else {
+        return false;
+    };
+    let total = total1.saturating_sub(total0);
+    if total == 0 {
+        return false;
+    }
+    let idle_cpus = idle1.saturating_sub(idle0) as f64 / total as f64 * cpus as f64;
+    let spare = idle_cpus >= 0.75;
+    tracing::debug!(
+        "restore: {idle_cpus:.2} of {cpus} CPUs idle: helper thread {}",
+        if spare { "on" } else { "off" }
+    );
+    spare
 }
 
 impl Helper {
-    /// A helper thread, when a core is free for it.
-    fn start() -> Option<Helper> {
-        if !spare_core() {
+    /// A helper thread, for a plan with enough data and when a core is free for it.
+    fn start(plan: &Plan) -> Option<Helper> {
+        if plan.data_bytes < HELPER_PLAN_FROM || !spare_core() {
             tracing::debug!("restore: no spare core; one thread reads, hashes and writes");
             return None;
         }
