@@ -340,6 +340,23 @@ fn a_whole_tape_and_patterns() {
     assert_eq!(report["restored"], 10, "f010..f019: {report}");
     assert!(under(&to, &src.join("f015")).exists());
     assert!(!under(&to, &src.join("f005")).exists());
+    // A directory alone: everything under it, newest versions.
+    let to = home.path().join("dir");
+    let (report, _) = restore(
+        &home,
+        &[
+            "--pattern",
+            src.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(
+        report["restored"], 22,
+        "the directory and its 21 files: {report}"
+    );
+    assert!(under(&to, &src.join("picture.JPG")).exists());
 }
 
 #[test]

@@ -433,14 +433,38 @@ pub fn select(
                 ));
             }
             let mut newest: BTreeMap<String, FileVersion> = BTreeMap::new();
-            // Candidates from the name index for the first pattern; all must match.
-            let (found, more) = cat.find_pattern(patterns[0].name_part(), PATTERN_LIMIT)?;
-            if more {
-                return Err(bad(format!(
-                    "the pattern matches more than {PATTERN_LIMIT} versions; narrow it, or \
-                     restore a --tape, --backup or --job"
-                )));
-            }
+            let first = &patterns[0];
+            let found = if first.whole_path && !first.glob {
+                // A directory and everything under it: from every backup that holds it.
+                let mut found = Vec::new();
+                let mut seen = HashSet::new();
+                for v in cat.find_path(&first.text)? {
+                    if v.kind != FileKind::Dir {
+                        found.push(v);
+                        continue;
+                    }
+                    if !seen.insert(v.backup.uuid.clone()) {
+                        continue;
+                    }
+                    cat.files_of_backup(&v.backup.uuid, |f| {
+                        if under(&f.path, &first.text) {
+                            found.push(f);
+                        }
+                        Ok(())
+                    })?;
+                }
+                found
+            } else {
+                // Candidates from the name index for the first pattern; all must match.
+                let (found, more) = cat.find_pattern(first.name_part(), PATTERN_LIMIT)?;
+                if more {
+                    return Err(bad(format!(
+                        "the pattern matches more than {PATTERN_LIMIT} versions; narrow it, or \
+                         restore a --tape, --backup or --job"
+                    )));
+                }
+                found
+            };
             for v in found.into_iter().filter(|v| keep(v)) {
                 let newer = newest
                     .get(&v.path)
