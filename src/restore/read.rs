@@ -59,6 +59,7 @@ struct Executor<'p, 'm> {
     /// Hard links made at the end, by path.
     links: HashSet<String>,
     helper: Option<Helper>,
+    chooser: Chooser,
 }
 
 /// Carries out `plan`: restores or verifies every member, mounting volumes through
@@ -86,6 +87,7 @@ pub fn execute(
         interrupt,
         links: HashSet::new(),
         helper: Helper::start(plan),
+        chooser: Chooser::default(),
     };
     for u in &plan.unreadable {
         ex.report.note(&u.path, Status::Missing, u.reason.clone());
@@ -132,6 +134,11 @@ pub fn execute(
     }
     if let Some(w) = &mut ex.helper {
         w.stop();
+        tracing::debug!(
+            "restore: helper thread in {} of {} large spans",
+            ex.chooser.helped,
+            ex.chooser.spans
+        );
     }
     // Ctrl-C after the last member still counts: the operator asked to stop.
     if interrupt.requested() {
@@ -241,55 +248,14 @@ struct Helper {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Plans with less data than this do without a helper thread (and without looking for a
-/// free core first).
+/// Plans with less data than this do without a helper thread.
 const HELPER_PLAN_FROM: u64 = 256 << 20;
 
-/// (idle, total) jiffies of all CPUs, from `/proc/stat`.
-fn cpu_times() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .take(8)
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let idle = v.get(3)? + v.get(4)?;
-    Some((idle, v.iter().sum()))
-}
-
-/// Whether a core is free for a helper thread: more than one CPU, and most of one idle
-/// over a tenth of a second. On a busy machine a second thread only adds hand-over costs.
-fn spare_core() -> bool {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        return false;
-    }
-    let Some((idle0, total0)) = cpu_times() else {
-        return false;
-    };
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let Some((idle1, total1)) = cpu_times() else {
-        return false;
-    };
-    let total = total1.saturating_sub(total0);
-    if total == 0 {
-        return false;
-    }
-    let idle_cpus = idle1.saturating_sub(idle0) as f64 / total as f64 * cpus as f64;
-    let spare = idle_cpus >= 0.75;
-    tracing::debug!(
-        "restore: {idle_cpus:.2} of {cpus} CPUs idle: helper thread {}",
-        if spare { "on" } else { "off" }
-    );
-    spare
-}
-
 impl Helper {
-    /// A helper thread, for a plan with enough data and when a core is free for it.
+    /// A helper thread, for a plan with enough data on a machine with more than one CPU.
     fn start(plan: &Plan) -> Option<Helper> {
-        if plan.data_bytes < HELPER_PLAN_FROM || !spare_core() {
-            tracing::debug!("restore: no spare core; one thread reads, hashes and writes");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if plan.data_bytes < HELPER_PLAN_FROM || cpus < 2 {
             return None;
         }
         Self::spawn()
@@ -346,10 +312,101 @@ impl Helper {
     }
 }
 
+/// Large parts are copied in spans of this size, each with the helper thread or without
+/// as [`Chooser`] decides.
+const SPAN: u64 = 64 << 20;
+
+/// Every this many spans the mode that is behind is tried again (the machine's load
+/// changes).
+const EXPLORE_EVERY: u32 = 8;
+
+/// Picks, span by span, whether the helper thread is used: whichever moved data faster
+/// (wall clock) lately. With a core free the helper wins; on a machine whose other cores
+/// are busy the hand-over costs more than it saves, and one thread does it all.
+#[derive(Debug, Default)]
+struct Chooser {
+    /// Bytes per second lately: [without, with] the helper.
+    rate: [Option<f64>; 2],
+    spans: u32,
+    helped: u32,
+}
+
+impl Chooser {
+    fn pick(&mut self) -> bool {
+        self.spans += 1;
+        let helped = self.choose();
+        self.helped += u32::from(helped);
+        helped
+    }
+
+    fn choose(&self) -> bool {
+        match self.rate {
+            [_, None] => true,
+            [None, _] => false,
+            [Some(alone), Some(helped)] => {
+                let better = helped >= alone;
+                if self.spans % EXPLORE_EVERY == 0 {
+                    !better
+                } else {
+                    better
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, helped: bool, bytes: u64, secs: f64) {
+        if bytes < SPAN / 4 || secs <= 0.0 {
+            return;
+        }
+        let rate = bytes as f64 / secs;
+        let slot = &mut self.rate[usize::from(helped)];
+        *slot = Some(slot.map_or(rate, |old| (old + rate) / 2.0));
+    }
+}
+
 /// Copies `length` data bytes of the current member: hashed, and written to `file` when
-/// restoring; large parts with the helper thread's help. Returns the bytes copied and how
-/// it ended.
+/// restoring; large parts span by span with the helper thread's help where it pays.
+/// Returns the bytes copied and how it ended.
+#[allow(clippy::too_many_arguments)]
 fn copy_data(
+    mr: &mut MemberReader<&mut TapeFileReader<'_>>,
+    file: &mut Option<OpenFile>,
+    hasher: &mut Box<blake3::Hasher>,
+    length: u64,
+    helper: Option<&Helper>,
+    chooser: &mut Chooser,
+    progress: &Progress,
+    interrupt: &Interrupt,
+) -> (u64, Result<(), CopyError>) {
+    let Some(helper) = helper.filter(|_| length >= HELPER_FROM) else {
+        return copy_span(mr, file, hasher, length, None, progress, interrupt);
+    };
+    let mut copied = 0u64;
+    while copied < length {
+        let span = (length - copied).min(SPAN);
+        let helped = span >= HELPER_FROM && chooser.pick();
+        let started = std::time::Instant::now();
+        let (n, result) = copy_span(
+            mr,
+            file,
+            hasher,
+            span,
+            helped.then_some(helper),
+            progress,
+            interrupt,
+        );
+        chooser.record(helped, n, started.elapsed().as_secs_f64());
+        copied += n;
+        if result.is_err() {
+            return (copied, result);
+        }
+    }
+    (copied, Ok(()))
+}
+
+/// Copies `length` data bytes: hashed, and written to `file` when restoring; with a
+/// helper, the helper writes (or, verifying, hashes) from the shared blocks.
+fn copy_span(
     mr: &mut MemberReader<&mut TapeFileReader<'_>>,
     file: &mut Option<OpenFile>,
     hasher: &mut Box<blake3::Hasher>,
@@ -815,6 +872,7 @@ impl Executor<'_, '_> {
             &mut hasher,
             length,
             self.helper.as_ref(),
+            &mut self.chooser,
             self.progress,
             self.interrupt,
         );
@@ -911,6 +969,20 @@ mod tests {
     }
 
     #[test]
+    fn the_chooser_follows_the_faster_mode_and_tries_the_other_now_and_then() {
+        let mut c = Chooser::default();
+        assert!(c.pick(), "the helper first");
+        c.record(true, SPAN, 1.0);
+        assert!(!c.pick(), "then without");
+        c.record(false, SPAN, 0.5);
+        let picks: Vec<bool> = (0..16).map(|_| c.pick()).collect();
+        assert_eq!(picks.iter().filter(|&&h| h).count(), 2, "{picks:?}");
+        // Small spans say nothing about the rates.
+        c.record(true, 1, 0.000_001);
+        assert_eq!(c.rate[1], Some(SPAN as f64));
+    }
+
+    #[test]
     fn large_members_come_out_the_same_with_the_helper_thread_and_without() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut b = tar::Builder::new(Vec::new());
@@ -945,6 +1017,7 @@ mod tests {
                 &mut hasher,
                 header.size,
                 helper.as_ref(),
+                &mut Chooser::default(),
                 &Progress::default(),
                 &Interrupt::new(),
             );
