@@ -129,11 +129,11 @@ pub(super) fn drive_model(spec: &DriveSpec, config: &Config) -> DriveModel {
     };
     configured
         .or_else(|| DriveModel::builtin("LTO-9"))
-        .unwrap_or_else(unreachable_model)
+        .unwrap_or_else(lto9_fallback)
 }
 
-/// A model of last resort (the built-in table always has LTO-9).
-fn unreachable_model() -> DriveModel {
+/// LTO-9 figures, should the built-in table ever lack them.
+fn lto9_fallback() -> DriveModel {
     DriveModel {
         name: "LTO-9".into(),
         generation: 9,
