@@ -10,6 +10,7 @@ pub mod drives;
 pub mod label;
 pub mod logging;
 pub mod migrate;
+pub mod restore;
 pub mod tape;
 pub mod units;
 pub mod vlib;

@@ -21,7 +21,7 @@ pub use backups::{
 pub use chains::{ChainLink, ChainState, DirPaths};
 pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
-pub use query::{BackupSummary, FileVersion, SegmentInfo};
+pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
 pub use volumes::{LabelRecord, TapeErrorRecord, Volume, VolumeStatus};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};

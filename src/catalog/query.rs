@@ -47,6 +47,20 @@ pub struct FileVersion {
     pub segments: Vec<SegmentInfo>,
 }
 
+/// A backup as a link of a chain: full, or incremental/differential on a parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupNode {
+    pub uuid: String,
+    pub job: Option<String>,
+    /// `full`, `incremental` or `differential`.
+    pub kind: String,
+    /// The parent backup's uuid (incremental and differential backups).
+    pub parent: Option<String>,
+    pub status: BackupStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
 /// A backup as `status` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupSummary {
@@ -328,9 +342,7 @@ impl Catalog {
             mode: m.mode,
             uid: m.uid,
             gid: m.gid,
-            blake3: m
-                .blake3
-                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            blake3: m.blake3.map(|h| hex(&h)),
             link: m.link,
             backup,
             segments,
@@ -508,6 +520,75 @@ impl Catalog {
         Ok(())
     }
 
+    /// Every member of backup `uuid`, in tape order; `f` is called per member (so a
+    /// backup of millions of files streams).
+    pub fn files_of_backup(
+        &self,
+        uuid: &str,
+        mut f: impl FnMut(FileVersion) -> Result<()>,
+    ) -> Result<()> {
+        let backup_id: i64 = self
+            .conn()
+            .query_row("SELECT id FROM backups WHERE uuid = ?1", [uuid], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| CatalogError::Invalid(format!("no backup {uuid} in the catalogue")))?;
+        let mut records = self.conn().prepare(
+            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
+        )?;
+        let mut dirs = HashMap::new();
+        let mut backups = HashMap::new();
+        let mut rows = records.query([backup_id])?;
+        while let Some(r) = rows.next()? {
+            let first_seq: i64 = r.get(0)?;
+            let dir_id: i64 = r.get(1)?;
+            let data = r.get_ref(2)?.as_blob().unwrap_or_default();
+            let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
+            for (i, member) in decoded.into_iter().enumerate() {
+                let path = format!(
+                    "{}/{}",
+                    self.dir_path(dir_id, &mut dirs)?,
+                    self.name_of(member.name_id)?
+                );
+                let found = Found {
+                    backup_id,
+                    seq: first_seq + i as i64,
+                    member,
+                };
+                f(self.file_version(found, path, &mut backups)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backups of a job (or every backup, without one), oldest first, with what a
+    /// restore needs to put a chain of full and incremental backups together.
+    pub fn backup_nodes(&self, job: Option<&str>) -> Result<Vec<BackupNode>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT b.uuid, j.name, b.kind, p.uuid, b.status, b.started_at, b.finished_at
+             FROM backups b LEFT JOIN jobs j ON j.id = b.job_id
+             LEFT JOIN backups p ON p.id = b.parent_id
+             WHERE (?1 IS NULL OR j.name = ?1)
+             ORDER BY b.started_at, b.id",
+        )?;
+        let rows = stmt
+            .query_map([job], |r| {
+                let status: String = r.get(4)?;
+                Ok(BackupNode {
+                    uuid: r.get(0)?,
+                    job: r.get(1)?,
+                    kind: r.get(2)?,
+                    parent: r.get(3)?,
+                    status: BackupStatus::parse(&status),
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// Backups, newest first: all, or of one job; running ones always included.
     pub fn backups(&self, job: Option<&str>, limit: usize) -> Result<Vec<BackupSummary>> {
         let mut stmt = self.conn().prepare(
@@ -574,6 +655,18 @@ impl Catalog {
     }
 }
 
+/// Lower-case hex of a hash (without a `format!` per byte: listings of millions of
+/// files call this for each).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
 /// Paths in order, newest version first.
 fn sort_versions(versions: &mut [FileVersion]) {
     versions.sort_by(|a, b| {
@@ -599,6 +692,11 @@ mod tests {
         let g = Matcher::new("IMG_*_2024*");
         assert!(g.matches("img_0001_2024-05.jpg"));
         assert!(!g.matches("img_0001_2023.jpg"));
+    }
+
+    #[test]
+    fn hashes_print_as_lower_case_hex() {
+        assert_eq!(hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
     }
 
     #[test]

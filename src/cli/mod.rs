@@ -7,8 +7,10 @@ mod changer;
 mod migrate;
 mod output;
 mod query;
+mod restore;
 mod tape;
 mod tape_change;
+mod verify;
 mod vlib;
 
 use anyhow::Result;
@@ -64,6 +66,11 @@ enum Command {
     Tape(tape::TapeArgs),
     /// Back up files and directories onto the loaded volume as a tar tape file
     Backup(backup::BackupArgs),
+    /// Restore files from tape into a directory: one file, a volume, a backup, or a
+    /// job's state at a date (--dry-run shows what would be read)
+    Restore(restore::RestoreArgs),
+    /// Read a volume or backup back and compare every member with the catalogue
+    Verify(verify::VerifyArgs),
     /// Changer: move the cartridge in SLOT into a drive and load it
     Load(changer::LoadArgs),
     /// Changer: unload a drive and put its cartridge into SLOT (default: where it came from)
@@ -189,6 +196,8 @@ fn run(command: Command, config: &Config) -> Result<()> {
         Command::Vlib(cmd) => vlib::run(cmd, config),
         Command::Tape(args) => tape::run(args, config),
         Command::Backup(args) => backup::run(args, config),
+        Command::Restore(args) => restore::run(args, config),
+        Command::Verify(args) => verify::run(args, config),
         Command::Load(args) => changer::load(args, config),
         Command::Unload(args) => changer::unload(args, config),
         Command::Move(args) => changer::move_medium(args, config),

@@ -106,24 +106,69 @@ pub(super) fn wait_for_tape(
     events: &Events,
     interrupt: &Interrupt,
 ) -> Result<TapeTarget> {
-    let started = Instant::now();
-    let mut reason = first.to_string();
-    let mut lines = wait.interactive.then(stdin_lines);
-    loop {
-        let candidates = qualifying(cat, pool);
+    // Both closures need the catalogue; they never run at the same time.
+    let cat = std::cell::RefCell::new(cat);
+    let mut announce = |reason: &str| {
+        let candidates = qualifying(&cat.borrow(), pool);
         events.send(Event::TapeNeeded {
             drive: spec.name.clone(),
-            reason: reason.clone(),
+            reason: reason.to_string(),
             candidates: candidates.clone(),
         });
+        vec![
+            format!("Drive {} needs a tape: {reason}.", spec.name),
+            match candidates.is_empty() {
+                true => "No known volume qualifies; a blank cartridge does.".to_string(),
+                false => format!("Volumes that qualify: {}.", candidates.join(", ")),
+            },
+        ]
+    };
+    let mut attempt = || -> Result<Result<TapeTarget, String>> {
+        Ok(
+            try_drive(spec, &mut cat.borrow_mut(), pool, block, requested_block)?
+                .map_err(|e| e.to_string()),
+        )
+    };
+    wait_until(
+        spec,
+        "usable tape",
+        first.to_string(),
+        "Load one and press Enter; e ejects the tape in the drive; a aborts: ",
+        wait,
+        interrupt,
+        &mut announce,
+        &mut attempt,
+    )
+}
+
+/// The operator's side of a tape change, for any need (a tape a backup can use, a
+/// volume a restore reads): `announce` says what is needed (lines shown on the terminal;
+/// without one it logs them itself), `attempt` looks at the drive (Ok(Err(why)) when the
+/// tape there will not do, Err when the drive cannot be looked at now). On a terminal the
+/// operator presses Enter once loaded (`e` ejects, `a` aborts); without one the drive is
+/// polled until `wait.timeout` runs out, and the error names `need`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn wait_until<T>(
+    spec: &DriveSpec,
+    need: &str,
+    first_reason: String,
+    prompt: &str,
+    wait: &Wait,
+    interrupt: &Interrupt,
+    announce: &mut dyn FnMut(&str) -> Vec<String>,
+    attempt: &mut dyn FnMut() -> Result<Result<T, String>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let mut reason = first_reason;
+    let mut lines = wait.interactive.then(stdin_lines);
+    loop {
+        let said = announce(&reason);
         if let Some(lines) = &mut lines {
             eprintln!();
-            eprintln!("Drive {} needs a tape: {reason}.", spec.name);
-            match candidates.is_empty() {
-                true => eprintln!("No known volume qualifies; a blank cartridge does."),
-                false => eprintln!("Volumes that qualify: {}.", candidates.join(", ")),
+            for line in &said {
+                eprintln!("{line}");
             }
-            eprint!("Load one and press Enter; e ejects the tape in the drive; a aborts: ");
+            eprint!("{prompt}");
             let answer = loop {
                 if interrupt.requested() {
                     return Err(Interrupted.into());
@@ -152,7 +197,7 @@ pub(super) fn wait_for_tape(
             let timeout = wait.timeout.unwrap_or_default();
             if started.elapsed() >= timeout {
                 return Err(bad_input(format!(
-                    "no usable tape in {} after waiting {} s: {reason}",
+                    "no {need} in {} after waiting {} s: {reason}",
                     spec.name,
                     timeout.as_secs()
                 )));
@@ -165,9 +210,9 @@ pub(super) fn wait_for_tape(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        match try_drive(spec, cat, pool, block, requested_block) {
+        match attempt() {
             Ok(Ok(target)) => return Ok(target),
-            Ok(Err(e)) => reason = e.to_string(),
+            Ok(Err(why)) => reason = why,
             // The drive busy or not ready while someone loads it: look again later.
             Err(e) => reason = describe(&e),
         }

@@ -4,11 +4,19 @@
 
 use super::{ReadOutcome, TapeDrive, TapeError};
 use std::io;
+use std::sync::Arc;
+
+/// Block buffers kept for reuse while others still hold earlier blocks.
+const SPARE_BLOCKS: usize = 16;
 
 /// An [`io::Read`] over the tape file at the drive's current position.
 pub struct TapeFileReader<'d> {
     drive: &'d mut dyn TapeDrive,
-    buf: Vec<u8>,
+    /// The last block read; shared with whoever still needs it (a hashing thread) while
+    /// the next one goes into another buffer.
+    buf: Arc<Vec<u8>>,
+    /// Earlier block buffers, reused once nobody else holds them.
+    spare: Vec<Arc<Vec<u8>>>,
     /// Bytes of `buf` holding the last block read.
     len: usize,
     /// Next byte of `buf` to hand out.
@@ -24,7 +32,8 @@ impl<'d> TapeFileReader<'d> {
     pub fn new(drive: &'d mut dyn TapeDrive, block_size: usize) -> TapeFileReader<'d> {
         TapeFileReader {
             drive,
-            buf: vec![0; block_size.max(512)],
+            buf: Arc::new(vec![0; block_size.max(512)]),
+            spare: Vec::new(),
             len: 0,
             at: 0,
             ended: None,
@@ -54,6 +63,12 @@ impl<'d> TapeFileReader<'d> {
         self.ended
     }
 
+    /// The block the next bytes come from, shared (no copy), and the offset of the next
+    /// byte in it: what [`io::BufRead::fill_buf`] returns is `block[at..]`.
+    pub fn shared_block(&self) -> (Arc<Vec<u8>>, usize) {
+        (self.buf.clone(), self.at)
+    }
+
     /// Blocks read from the drive so far.
     pub fn blocks_read(&self) -> u64 {
         self.blocks
@@ -64,7 +79,23 @@ impl<'d> TapeFileReader<'d> {
         if self.ended.is_some() {
             return Ok(false);
         }
-        match self.drive.read_block(&mut self.buf) {
+        let size = self.buf.len();
+        if Arc::get_mut(&mut self.buf).is_none() {
+            // Still held: read into a free spare (or a new buffer) instead.
+            let free = self.spare.iter().position(|b| Arc::strong_count(b) == 1);
+            let next = match free {
+                Some(i) => self.spare.swap_remove(i),
+                None => Arc::new(vec![0; size]),
+            };
+            let held = std::mem::replace(&mut self.buf, next);
+            if self.spare.len() < SPARE_BLOCKS {
+                self.spare.push(held);
+            }
+        }
+        let Some(buf) = Arc::get_mut(&mut self.buf) else {
+            return Err(io::Error::other("a block buffer is still shared"));
+        };
+        match self.drive.read_block(buf) {
             Ok(ReadOutcome::Block(n)) => {
                 self.blocks += 1;
                 self.len = n;
@@ -100,6 +131,20 @@ impl io::Read for TapeFileReader<'_> {
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+/// The block read last, handed out without a copy (restore hashes and writes from it).
+impl io::BufRead for TapeFileReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.at == self.len && !self.fill()? {
+            return Ok(&[]);
+        }
+        Ok(&self.buf[self.at..self.len])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.len);
     }
 }
 

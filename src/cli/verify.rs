@@ -1,0 +1,79 @@
+//! `tapedeck verify`: read a volume (or a backup) back and compare every member with the
+//! catalogue: its BLAKE3, or with `--quick` only its headers at their recorded places.
+
+use super::restore::{drive_model, finish, make_plan, plan_error, with_progress, Volumes};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::sync::Arc;
+use tapedeck::backup::Interrupt;
+use tapedeck::config::Config;
+use tapedeck::drives;
+use tapedeck::restore::read::{self, Mode};
+use tapedeck::restore::verify::{self, Target};
+use tapedeck::restore::Progress;
+
+const AFTER_HELP: &str = "\
+Every member the catalogue places on the volume (or in the backup) is read at its recorded
+position: its header must be there with the recorded name, type and size, and its data
+must hash to the recorded BLAKE3. Damaged and missing members are listed by path. Files
+split across volumes are followed onto the other volumes.
+
+--quick reads only the headers at their positions (LOCATE past large files), not the data.
+
+Exit codes: 0 everything matches, 1 any member damaged or missing, 2 bad input (a volume
+or backup the catalogue does not know, or holds no members of), 130 interrupted.";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct VerifyArgs {
+    /// The volume to verify
+    #[arg(
+        long,
+        value_name = "LABEL",
+        required_unless_present = "backup",
+        conflicts_with = "backup"
+    )]
+    tape: Option<String>,
+    /// The backup to verify (uuid or a unique prefix), on every volume it went to
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// Headers and positions only; no data read or hashed
+    #[arg(long)]
+    quick: bool,
+    /// The drive to read with [default: $TAPEDECK_DRIVE, default_drive, else the first]
+    #[arg(long, short, env = "TAPEDECK_DRIVE")]
+    drive: Option<String>,
+    /// Without a terminal, wait this many seconds for a volume to be loaded
+    #[arg(long, value_name = "SECS")]
+    change_timeout: Option<u64>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: VerifyArgs, config: &Config) -> Result<()> {
+    let target = match (&args.tape, &args.backup) {
+        (Some(label), _) => Target::Tape(label.clone()),
+        (None, Some(id)) => Target::Backup(id.clone()),
+        (None, None) => return Err(super::bad_input("give --tape LABEL or --backup ID")),
+    };
+    let cat = super::catalog::open_for_reading(config)?;
+    let members = verify::members(&cat, &target).map_err(plan_error)?;
+    let spec = drives::resolve(config, args.drive.as_deref())?;
+    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
+    let mut volumes = Volumes::new(spec.clone(), &cat, args.change_timeout, interrupt.clone())?;
+    let model = drive_model(&spec, config);
+    let plan = make_plan(members, &volumes, &model, args.quick);
+    drop(cat);
+    let progress = Arc::new(Progress::default());
+    let report = with_progress(&progress, args.json, || {
+        read::execute(
+            &plan,
+            &mut volumes,
+            Mode::Verify { quick: args.quick },
+            &progress,
+            &interrupt,
+        )
+    });
+    finish(&report, args.json, "verify")
+}
