@@ -4,7 +4,7 @@
 //! each volume runs of reads in tape order, each run started by one LOCATE. With byte
 //! counts and a time estimate from the drive model, for `--dry-run`.
 
-use crate::catalog::{BackupNode, BackupStatus, Catalog, CatalogError, FileKind, FileVersion};
+use crate::catalog::{BackupNode, Catalog, CatalogError, FileKind, FileVersion};
 use crate::vlib::model::DriveModel;
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -255,34 +255,6 @@ pub fn parse_when(text: &str) -> Result<i64, String> {
     ))
 }
 
-/// The backups whose members make up the state of a job at `at`: the newest complete
-/// chain, full first, then its differential and incrementals in order. A backup whose
-/// parents are not all complete (or missing) does not make a chain; an older one is
-/// tried.
-pub fn chain_at(nodes: &[BackupNode], at: i64) -> Option<Vec<BackupNode>> {
-    let by_uuid: HashMap<&str, &BackupNode> = nodes.iter().map(|n| (n.uuid.as_str(), n)).collect();
-    let usable = |n: &BackupNode| n.status == BackupStatus::Complete && n.started_at <= at;
-    let mut candidates: Vec<&BackupNode> = nodes.iter().filter(|n| usable(n)).collect();
-    candidates.sort_by_key(|n| Reverse(n.started_at));
-    'candidates: for newest in candidates {
-        let mut chain = vec![newest.clone()];
-        let mut cur = newest;
-        while cur.kind != "full" {
-            let parent = cur.parent.as_deref().and_then(|p| by_uuid.get(p));
-            match parent {
-                Some(p) if usable(p) && chain.len() <= nodes.len() => {
-                    chain.push((*p).clone());
-                    cur = p;
-                }
-                _ => continue 'candidates,
-            }
-        }
-        chain.reverse();
-        return Some(chain);
-    }
-    None
-}
-
 /// The backup `id` names: a uuid or a unique prefix of one.
 fn resolve_backup(cat: &Catalog, id: &str) -> Result<BackupNode, PlanError> {
     let nodes = cat.backup_nodes(None)?;
@@ -338,10 +310,11 @@ pub fn select(
                     let b = resolve_backup(cat, id)?;
                     versions.into_iter().find(|v| v.backup.uuid == b.uuid)
                 }
+                // `find_path` lists the newest first (of two backups started in the same
+                // second, the later one).
                 None => versions
                     .into_iter()
-                    .filter(|v| at.is_none_or(|at| v.backup.started_at <= at))
-                    .max_by_key(|v| v.backup.started_at),
+                    .find(|v| at.is_none_or(|at| v.backup.started_at <= at)),
             };
             let Some(v) = wanted else {
                 return Err(bad(match (backup, at) {
@@ -398,33 +371,15 @@ pub fn select(
                     .unwrap_or_default();
                 return Err(bad(format!("no job `{name}` in the catalogue{hint}")));
             }
-            let nodes = cat.backup_nodes(Some(name))?;
-            let chain = chain_at(&nodes, *at).ok_or_else(|| {
+            // The catalogue's definition of a job's state (`catalog::chains`): the newest
+            // complete chain at `at`, newest version per path, deletions applied.
+            let state = cat.chain_state(name, *at)?.ok_or_else(|| {
                 bad(format!(
                     "job `{name}` has no complete backup chain at {}",
                     crate::catalog::format_time(*at)
                 ))
             })?;
-            let mut state: BTreeMap<String, FileVersion> = BTreeMap::new();
-            for b in &chain {
-                cat.files_of_backup(&b.uuid, |f| {
-                    if f.kind == FileKind::Deleted {
-                        // The path and everything under it are gone.
-                        let below: Vec<String> = state
-                            .range(format!("{}/", f.path)..format!("{}0", f.path))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in below {
-                            state.remove(&k);
-                        }
-                        state.remove(&f.path);
-                    } else {
-                        state.insert(f.path.clone(), f);
-                    }
-                    Ok(())
-                })?;
-            }
-            out.extend(state.into_values().filter(|v| keep(v)).map(member));
+            out.extend(state.members.into_iter().filter(|v| keep(v)).map(member));
         }
         Selection::Patterns => {
             if patterns.is_empty() {
@@ -737,41 +692,7 @@ fn volume_order(members: &[Member], reads: &[(String, PartRead)]) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{BackupRef, SegmentInfo};
-
-    fn node(uuid: &str, kind: &str, parent: Option<&str>, at: i64, ok: bool) -> BackupNode {
-        BackupNode {
-            uuid: uuid.into(),
-            job: Some("j".into()),
-            kind: kind.into(),
-            parent: parent.map(String::from),
-            status: if ok {
-                BackupStatus::Complete
-            } else {
-                BackupStatus::Failed
-            },
-            started_at: at,
-            finished_at: Some(at + 1),
-        }
-    }
-
-    #[test]
-    fn the_chain_at_a_date_is_the_newest_complete_one() {
-        let nodes = vec![
-            node("f1", "full", None, 10, true),
-            node("i1", "incremental", Some("f1"), 20, true),
-            node("i2", "incremental", Some("i1"), 30, false),
-            node("i3", "incremental", Some("i2"), 40, true),
-            node("f2", "full", None, 50, true),
-            node("d1", "differential", Some("f2"), 60, true),
-        ];
-        let uuids = |c: Vec<BackupNode>| c.into_iter().map(|n| n.uuid).collect::<Vec<_>>();
-        assert_eq!(uuids(chain_at(&nodes, 25).unwrap()), ["f1", "i1"]);
-        // i3's chain goes through a failed backup: i1's chain is the newest complete one.
-        assert_eq!(uuids(chain_at(&nodes, 45).unwrap()), ["f1", "i1"]);
-        assert_eq!(uuids(chain_at(&nodes, 99).unwrap()), ["f2", "d1"]);
-        assert!(chain_at(&nodes, 5).is_none());
-    }
+    use crate::catalog::{BackupRef, BackupStatus, SegmentInfo};
 
     #[test]
     fn patterns_match_names_or_whole_paths() {
