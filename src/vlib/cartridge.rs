@@ -9,7 +9,7 @@
 use super::{write_json_atomic, VlibError};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Faults to inject, from `cartridge.json` (`"faults"`). Blocks are logical object numbers.
@@ -125,6 +125,8 @@ pub struct Cartridge {
     pub file_blocks: Vec<u64>,
     /// Open handle on the last tape file while appending.
     append: Option<(u64, File)>,
+    /// Open handle on the tape file being read, so a read is one `pread`.
+    reading: Option<(u64, File)>,
     /// The version of `cartridge.json` whose faults are in `meta`.
     faults_seen: Option<(u64, std::time::SystemTime)>,
 }
@@ -208,6 +210,7 @@ impl Cartridge {
             meta,
             file_blocks,
             append: None,
+            reading: None,
         })
     }
 
@@ -269,6 +272,7 @@ impl Cartridge {
             return Ok(());
         }
         self.append = None;
+        self.reading = None;
         let old_filemarks = self.meta.filemarks;
         self.meta.filemarks = file;
         self.file_blocks.truncate(file as usize + 1);
@@ -361,9 +365,14 @@ impl Cartridge {
                 .map_err(|e| VlibError::io(&Self::tape_file_path(&self.dir, file), e))?;
         }
         let path = Self::tape_file_path(&self.dir, file);
-        let mut f = File::open(&path).map_err(|e| VlibError::io(&path, e))?;
-        f.seek(SeekFrom::Start(block * self.meta.block_size as u64))
-            .and_then(|_| f.read_exact(buf))
+        let f = match &mut self.reading {
+            Some((open, f)) if *open == file => f,
+            slot => {
+                let f = File::open(&path).map_err(|e| VlibError::io(&path, e))?;
+                &mut slot.insert((file, f)).1
+            }
+        };
+        std::os::unix::fs::FileExt::read_exact_at(f, buf, block * self.meta.block_size as u64)
             .map_err(|e| VlibError::io(&path, e))
     }
 }
