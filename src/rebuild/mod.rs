@@ -1,0 +1,2 @@
+//! Rebuilding the catalogue from tapes.
+pub mod tar_scan;
