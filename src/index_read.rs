@@ -131,6 +131,15 @@ pub fn member_uuid(name: &str) -> Option<&str> {
     uuid::Uuid::parse_str(uuid).ok().map(|_| uuid)
 }
 
+/// The backup uuid, when `record` (the first tar record of a tape file) is the header of
+/// an index member. The header's checksum is not checked: the index reader does that.
+pub fn index_member_in(record: &[u8]) -> Option<String> {
+    let name = record.get(..100)?;
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    let name = std::str::from_utf8(&name[..end]).ok()?;
+    member_uuid(name).map(str::to_string)
+}
+
 /// Reads JSON lines (already decompressed): the header and then each record are handed
 /// to `on_line`; the trailer must be the last line. An error from `on_line` stops the
 /// reading and is returned as it is.

@@ -1,0 +1,426 @@
+//! `tapedeck catalog rebuild` through the binary, against the virtual library: after the
+//! catalogue is lost, rebuilding the volumes brings `find` back with the same places and
+//! hashes; nothing is recorded twice; a damaged index is reported and `--scan` records
+//! the data from its tar headers; a spanned backup is recorded whole from its last volume.
+
+mod common;
+
+use common::Home;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A source tree: small files, a 2 MB file, a symlink, a long name.
+fn source_tree(root: &Path) -> PathBuf {
+    let src = root.join("src");
+    fs::create_dir_all(src.join("home/me/docs")).unwrap();
+    fs::write(src.join("home/me/notes.txt"), b"remember the milk\n").unwrap();
+    for i in 0..20 {
+        fs::write(
+            src.join(format!("home/me/docs/page{i:02}.txt")),
+            format!("page {i}\n").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("home/me/big.bin"), noise(2_000_000, 3)).unwrap();
+    std::os::unix::fs::symlink("notes.txt", src.join("home/me/link")).unwrap();
+    let long = "a-directory-name-that-is-quite-long-".repeat(4);
+    fs::create_dir_all(src.join(&long)).unwrap();
+    fs::write(src.join(&long).join("deep.txt"), b"deep\n").unwrap();
+    src
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {
+    let out = home
+        .cmd()
+        .arg("backup")
+        .args(args)
+        .arg("--json")
+        .arg(src)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn forget_catalogue(home: &Home) {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", home.db().display()));
+        if p.exists() {
+            fs::remove_file(p).unwrap();
+        }
+    }
+}
+
+/// `find --json --file PATH`.
+fn versions(home: &Home, path: &Path) -> Vec<serde_json::Value> {
+    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
+    found.as_array().unwrap().clone()
+}
+
+/// What must survive a rebuild of a file version: everything but the backup's times.
+fn essence(v: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "path": v["path"], "kind": v["kind"], "size": v["size"], "mtime_ns": v["mtime_ns"],
+        "mode": v["mode"], "uid": v["uid"], "gid": v["gid"], "link": v["link"],
+        "blake3": v["blake3"], "backup": v["backup"]["uuid"], "status": v["backup"]["status"],
+        "segments": v["segments"],
+    })
+}
+
+fn rebuild(home: &Home, tape: &str, extra: &[&str], code: i32) -> (serde_json::Value, String) {
+    let out = home
+        .cmd()
+        .args([
+            "catalog", "rebuild", "--drive", "lto9", "--json", "--tape", tape,
+        ])
+        .args(extra)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (report, stderr)
+}
+
+/// Puts the cartridge `barcode` into drive lto9 (the one there goes back to its slot).
+fn load(home: &Home, barcode: &str) {
+    let lib: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
+            .unwrap();
+    if lib["drives"][0]["cartridge"] == barcode {
+        return;
+    }
+    if !lib["drives"][0]["cartridge"].is_null() {
+        home.run(&["unload", "--drive", "lto9"]).success();
+    }
+    let lib: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
+            .unwrap();
+    let slot = lib["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s == barcode)
+        .unwrap_or_else(|| panic!("{barcode} in no slot: {lib}"))
+        + 1;
+    home.run(&["load", &slot.to_string(), "--drive", "lto9"])
+        .success();
+}
+
+#[test]
+fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["pool", "create", "--name", "daily", "--retention", "30"])
+        .success();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    home.run(&["volume", "label", "--drive", "lto9", "--pool", "daily"])
+        .success();
+    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
+    let first = backup(&home, &args, &src);
+    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let notes = src.join("home/me/notes.txt");
+    let page = src.join("home/me/docs/page07.txt");
+    let link = src.join("home/me/link");
+    let before: Vec<Vec<serde_json::Value>> = [&notes, &page, &link]
+        .iter()
+        .map(|p| versions(&home, p).iter().map(essence).collect())
+        .collect();
+    assert_eq!(before[1].len(), 2, "page07 is in both backups");
+
+    forget_catalogue(&home);
+    assert!(versions(&home, &notes).is_empty());
+
+    // The label names pool daily: the rebuild will not invent its retention.
+    let (_, stderr) = rebuild(&home, "TD0001L9", &[], 2);
+    assert!(
+        stderr.contains("pool daily") && stderr.contains("tapedeck pool create"),
+        "{stderr}"
+    );
+    home.run(&["pool", "create", "--name", "daily", "--retention", "30"])
+        .success();
+    let (report, stderr) = rebuild(&home, "TD0001L9", &[], 0);
+    assert_eq!(report["known_before"], false, "{report}");
+    assert_eq!(report["status"], "appendable", "{report}");
+    assert!(
+        report["problems"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let backups = report["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{report} {stderr}");
+    assert_eq!(backups[0]["uuid"], first["uuid"]);
+    assert_eq!(backups[1]["uuid"], second["uuid"]);
+    assert!(backups.iter().all(|b| b["outcome"] == "recorded"));
+    assert_eq!(backups[0]["files"], first["files"]);
+    let kinds: Vec<&str> = report["tape_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["data", "index", "data", "index"]);
+
+    // find answers as before: same backups, places on tape, hashes.
+    let after: Vec<Vec<serde_json::Value>> = [&notes, &page, &link]
+        .iter()
+        .map(|p| versions(&home, p).iter().map(essence).collect())
+        .collect();
+    assert_eq!(after, before);
+    let found = home.stdout(&["find", "page1"]);
+    assert!(found.contains("page13.txt"), "{found}");
+    home.run(&["catalog", "check"]).success();
+    let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(volume["pool"], "daily");
+    assert_eq!(volume["tape_files"], 5, "{volume}");
+    assert!(
+        volume["expires_at"].as_i64().is_some(),
+        "protected again: {volume}"
+    );
+    let status = home.json(&["status", "--json"]);
+    assert!(
+        status.to_string().contains("rebuild"),
+        "origin shown: {status}"
+    );
+
+    // Rebuilding again records nothing twice.
+    let (again, _) = rebuild(&home, "TD0001L9", &[], 0);
+    assert!(
+        again["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["outcome"] == "skipped" && b["origin"] == "rebuild"),
+        "{again}"
+    );
+    assert_eq!(versions(&home, &page).len(), 2);
+    // A backup appends after what the rebuild found.
+    let third = backup(&home, &args, &notes);
+    assert_eq!(third["tape_file"], 5, "{third}");
+}
+
+#[test]
+fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let summary = backup(
+        &home,
+        &["--drive", "lto9", "--memory-buffer", "16MiB"],
+        &src,
+    );
+    let big = src.join("home/me/big.bin");
+    let original = versions(&home, &big);
+    forget_catalogue(&home);
+    // Damage the compressed index inside tape file 2.
+    let index = home.vlib().join("cartridges/TD0001L9/00002.tar");
+    let mut bytes = fs::read(&index).unwrap();
+    for b in &mut bytes[600..700] {
+        *b = 0;
+    }
+    fs::write(&index, bytes).unwrap();
+
+    let (report, stderr) = rebuild(&home, "TD0001L9", &[], 1);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("tape file 2") && problems.contains("--scan"),
+        "{report}"
+    );
+    assert!(stderr.contains("could not be recorded"), "{stderr}");
+    assert!(versions(&home, &big).is_empty(), "nothing half-recorded");
+    home.run(&["catalog", "check"]).success();
+
+    let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    assert!(
+        report["problems"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let scanned = &report["backups"][0];
+    assert_eq!(scanned["source"], "scan", "{report}");
+    assert_eq!(scanned["status"], "complete", "{report}");
+    assert_eq!(scanned["files"], summary["files"], "{report}");
+    let found = versions(&home, &big);
+    assert_eq!(found.len(), 1);
+    // The scan hashed the data and found the member where the backup put it.
+    assert_eq!(found[0]["blake3"], original[0]["blake3"]);
+    assert_eq!(
+        found[0]["blake3"],
+        blake3::hash(&fs::read(&big).unwrap()).to_hex().as_str()
+    );
+    assert_eq!(found[0]["segments"], original[0]["segments"]);
+    assert_eq!(found[0]["mode"], original[0]["mode"]);
+    let link = versions(&home, &src.join("home/me/link"));
+    assert_eq!(link[0]["link"], "notes.txt");
+    home.run(&["catalog", "check"]).success();
+    // Scanning again does not scan what is recorded.
+    let (again, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    assert!(again["backups"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(versions(&home, &big).len(), 1);
+}
+
+#[test]
+fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
+    let home = Home::new();
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
+        .success();
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
+    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
+    for i in 0..45 {
+        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
+    }
+    let summary = backup(
+        &home,
+        &[
+            "--drive",
+            "lto9",
+            "--pool",
+            "p",
+            "--block-size",
+            "64KiB",
+            "--memory-buffer",
+            "4MiB",
+        ],
+        &src,
+    );
+    let volumes: Vec<String> = summary["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(volumes.len() >= 3, "{summary}");
+    let files = ["a-big", "b-big", "c-small00", "c-small44"].map(|f| src.join(f));
+    let before: Vec<Vec<serde_json::Value>> = files
+        .iter()
+        .map(|f| versions(&home, f).iter().map(essence).collect())
+        .collect();
+    forget_catalogue(&home);
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+
+    // The first volume alone: its data continues elsewhere, and no index is on it.
+    load(&home, &volumes[0]);
+    let (report, _) = rebuild(&home, &volumes[0], &[], 0);
+    assert!(report["backups"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("continues on other volumes"),
+        "{report}"
+    );
+    assert_eq!(report["status"], "full", "{report}");
+    // With --scan it records what it holds: a-big whole, b-big's first part.
+    let (report, _) = rebuild(&home, &volumes[0], &["--scan"], 0);
+    let scanned = report["backups"][0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(report["backups"][0]["status"], "failed", "a part: {report}");
+    let a = versions(&home, &files[0]);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["blake3"], before[0][0]["blake3"]);
+    assert_eq!(a[0]["backup"]["uuid"], scanned);
+
+    // The last volume holds the index: the whole backup, on every volume, replacing the scan.
+    let last = volumes.last().unwrap();
+    load(&home, last);
+    let (report, _) = rebuild(&home, last, &[], 0);
+    let b = &report["backups"][0];
+    assert_eq!(b["uuid"], summary["uuid"], "{report}");
+    assert_eq!(b["outcome"], "replaced", "{report}");
+    assert_eq!(b["replaced"][0], scanned.as_str());
+    assert_eq!(b["volumes"], serde_json::json!(volumes), "{report}");
+    let after: Vec<Vec<serde_json::Value>> = files
+        .iter()
+        .map(|f| versions(&home, f).iter().map(essence).collect())
+        .collect();
+    assert_eq!(after, before);
+    home.run(&["catalog", "check"]).success();
+    for v in &volumes[..volumes.len() - 1] {
+        let shown = home.json(&["volume", "show", "--tape", v, "--json"]);
+        assert_eq!(shown["status"], "full", "{shown}");
+    }
+
+    // A middle volume: its one tape file is part of the recorded backup.
+    load(&home, &volumes[1]);
+    let (report, _) = rebuild(&home, &volumes[1], &["--scan"], 0);
+    assert!(report["backups"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(
+        report["tape_files"][0]["backup"], summary["uuid"],
+        "{report}"
+    );
+    assert_eq!(report["known_before"], true);
+    let shown = home.json(&["volume", "show", "--tape", &volumes[1], "--json"]);
+    assert!(
+        shown["uuid"].is_string(),
+        "filled in from the label: {shown}"
+    );
+    assert_eq!(versions(&home, &files[1]).len(), 1, "no duplicate");
+}
+
+#[test]
+fn a_wrong_missing_or_blank_tape_is_refused_with_what_to_load() {
+    let home = Home::with_fast_vlib();
+    let out = home
+        .cmd()
+        .args([
+            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("holds no tape") && text.contains("tapedeck load 2 --drive lto9"),
+        "{text}"
+    );
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let out = home
+        .cmd()
+        .args([
+            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0001L9",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8_lossy(&out).contains("blank"));
+    home.run(&["volume", "label", "--drive", "lto9"]).success();
+    let out = home
+        .cmd()
+        .args([
+            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("is volume TD0001L9, not TD0002L9") && text.contains("slot 2"),
+        "{text}"
+    );
+    // A labelled volume without backups rebuilds to itself.
+    let (report, _) = rebuild(&home, "TD0001L9", &[], 0);
+    assert_eq!(report["status"], "empty", "{report}");
+    assert!(report["tape_files"].as_array().unwrap().is_empty());
+}
