@@ -980,3 +980,39 @@ fn scan_tape_file(
         origin: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names_become_absolute_paths_with_a_name() {
+        assert_eq!(
+            catalogue_path("home/me/a.txt").as_deref(),
+            Some("/home/me/a.txt")
+        );
+        assert_eq!(catalogue_path("/home/me/").as_deref(), Some("/home/me"));
+        assert_eq!(catalogue_path("./etc/x").as_deref(), Some("/etc/x"));
+        for nameless in ["", "/", "./", "a/..", "."] {
+            assert_eq!(catalogue_path(nameless), None, "{nameless:?}");
+        }
+    }
+
+    #[test]
+    fn every_kind_the_index_writes_is_read() {
+        for k in [
+            FileKind::File,
+            FileKind::Dir,
+            FileKind::Symlink,
+            FileKind::HardLink,
+            FileKind::CharDevice,
+            FileKind::BlockDevice,
+            FileKind::Fifo,
+            FileKind::Socket,
+            FileKind::Deleted,
+        ] {
+            assert_eq!(kind_from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(kind_from_name("door"), None);
+    }
+}
