@@ -7,7 +7,9 @@
 //! any other command is the tape from that position to the end of its tape file, and the
 //! comment that asks for the next volume loads it. Example values are the test's own:
 //! variable assignments (`BLOCK=...`) come from the index, `home/me/notes.txt` is the test's
-//! file.
+//! file. `tar -M` reading the drive itself runs in tmux, where it asks for the next volume
+//! on its terminal: the device then points at the next volume, and the comment that says
+//! to press Enter does so. tmux is needed (`.ci/run` installs it).
 
 mod common;
 
@@ -15,6 +17,7 @@ use common::Home;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const BLOCK: u64 = 512 * 1024;
 const EXAMPLE_FILE: &str = "home/me/notes.txt";
@@ -96,6 +99,72 @@ impl Tape {
     }
 }
 
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(args)
+        .env_remove("TMUX")
+        .output()
+        .expect("tmux (apt-get install -y tmux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command running in tmux, waiting for the operator; the session ends with the test.
+struct Interactive {
+    session: String,
+    /// The symlink standing for /dev/nst0.
+    device: PathBuf,
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
+impl Interactive {
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = tmux(&["capture-pane", "-p", "-t", &self.session]);
+            if screen.contains(what) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` did not appear; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Starts `command` (which reads /dev/nst0 and asks on its terminal) in tmux, in `dir`.
+fn start_interactive(command: &str, tape: &Tape, dir: &Path) -> Interactive {
+    let device = tape.scratch.join("nst0");
+    let _ = fs::remove_file(&device);
+    std::os::unix::fs::symlink(tape.device(), &device).unwrap();
+    let script = format!(
+        "cd '{}' && {}; echo EXIT=$?; sleep 120",
+        dir.display(),
+        command.replace("/dev/nst0", device.to_str().unwrap())
+    );
+    let session = format!("restore-{}", std::process::id());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "30",
+        "bash",
+        "-c",
+        &script,
+    ]);
+    Interactive { session, device }
+}
+
 /// Runs one README block in `dir`; returns each command's stdout.
 fn run_block(
     lines: &[String],
@@ -106,6 +175,7 @@ fn run_block(
 ) -> Vec<String> {
     fs::create_dir_all(dir).unwrap();
     let mut outputs = Vec::new();
+    let mut waiting: Option<Interactive> = None;
     for line in lines {
         let line = line.trim();
         if line.is_empty() {
@@ -115,6 +185,14 @@ fn run_block(
             if comment.contains("load the next volume") {
                 tape.loaded += 1;
                 assert!(tape.loaded < tape.cartridges.len(), "no next volume");
+            }
+            if comment.contains("press Enter") {
+                let tar = waiting.take().expect("a command waiting for Enter");
+                fs::remove_file(&tar.device).unwrap();
+                std::os::unix::fs::symlink(tape.device(), &tar.device).unwrap();
+                tmux(&["send-keys", "-t", &tar.session, "Enter"]);
+                let screen = tar.wait_for("EXIT=");
+                assert!(screen.contains("EXIT=0"), "`tar -M` failed:\n{screen}");
             }
             continue;
         }
@@ -140,6 +218,12 @@ fn run_block(
             }
             continue;
         }
+        if line.contains(" -M ") && line.contains("-f /dev/nst0") {
+            let tar = start_interactive(&line.replace(EXAMPLE_FILE, member), tape, dir);
+            tar.wait_for("Prepare volume #2");
+            waiting = Some(tar);
+            continue;
+        }
         let command = line
             .replace("/dev/nst0", tape.device().to_str().unwrap())
             .replace(EXAMPLE_FILE, member);
@@ -157,6 +241,7 @@ fn run_block(
         );
         outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    assert!(waiting.is_none(), "a command still waits for Enter");
     outputs
 }
 
@@ -197,7 +282,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
         assert!(found.success(), "{tool} is needed (apt-get install {tool})");
     }
     let blocks = readme_blocks();
-    assert_eq!(blocks.len(), 5, "the section's shell blocks: {blocks:?}");
+    assert_eq!(blocks.len(), 6, "the section's shell blocks: {blocks:?}");
 
     // Volume TD0001L9: a first backup (tape files 1, 2), a second (3, 4), then one that
     // starts at tape file 5 and continues on TD0002L9 at tape file 1, as the README says.
@@ -299,16 +384,19 @@ fn the_readme_commands_restore_from_tape_files_alone() {
     let restored: Vec<_> = walk(&dir);
     assert_eq!(restored.len(), 1, "only that file: {restored:?}");
 
-    // The spanned backup from its two volumes' parts.
-    let dir = work.join("4");
-    run_block(&blocks[4], &mut tape, &dir, member, &[]);
-    assert_eq!(tape.loaded, 1, "the second volume was loaded");
-    for name in ["a-big", "b-big"] {
-        let back = dir.join(big.strip_prefix("/").unwrap()).join(name);
-        assert!(
-            fs::read(&back).unwrap() == fs::read(big.join(name)).unwrap(),
-            "{name} differs"
-        );
+    // The spanned backup from its two volumes' parts, then from the drive with tar asking
+    // for the next volume.
+    for (block, dir) in [(4, work.join("4")), (5, work.join("5"))] {
+        tape.loaded = 0;
+        run_block(&blocks[block], &mut tape, &dir, member, &[]);
+        assert_eq!(tape.loaded, 1, "the second volume was loaded");
+        for name in ["a-big", "b-big"] {
+            let back = dir.join(big.strip_prefix("/").unwrap()).join(name);
+            assert!(
+                fs::read(&back).unwrap() == fs::read(big.join(name)).unwrap(),
+                "block {block}: {name} differs"
+            );
+        }
     }
 }
 
