@@ -74,6 +74,12 @@ pub struct Record {
     #[serde(default)]
     pub blake3: Option<String>,
     pub segments: Vec<Segment>,
+    /// Inode number when scanned (what an incremental backup compares), if written.
+    #[serde(default)]
+    pub ino: Option<u64>,
+    /// Status change time in nanoseconds since the epoch, if written.
+    #[serde(default)]
+    pub ctime: Option<i64>,
 }
 
 /// The last line: how the backup ended.
@@ -287,8 +293,8 @@ where
     })
 }
 
-/// A time as the index writes it: RFC 3339, or the local `YYYY-MM-DD HH:MM` of
-/// [`crate::catalog::format_time`], or Unix seconds. `None` when it is none of these.
+/// A time as the index writes it: RFC 3339 ([`crate::backup::index::index_time`]), or the
+/// local `YYYY-MM-DD HH:MM` that earlier versions wrote, or Unix seconds. `None` when it is none of these.
 pub fn parse_time(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
@@ -360,6 +366,8 @@ mod tests {
                 file_offset: 0,
                 length: 10,
             }],
+            ino: Some(42),
+            ctime: Some(7),
         }
     }
 
@@ -420,6 +428,7 @@ mod tests {
         assert_eq!(records[1].path, "/a/two");
         assert_eq!(records[0].segments[0].offset, 512);
         assert_eq!(records[0].user.as_deref(), Some("me"));
+        assert_eq!((records[0].ino, records[0].ctime), (Some(42), Some(7)));
         assert_eq!(
             parse_blake3(records[0].blake3.as_deref().unwrap()),
             Some([0xab; 32])
@@ -532,6 +541,8 @@ mod tests {
     #[test]
     fn times_and_hashes_parse_in_every_written_form() {
         assert_eq!(parse_time("2026-11-26T12:00:00Z"), Some(1_795_694_400));
+        let written = crate::backup::index::index_time(1_795_694_401);
+        assert_eq!(parse_time(&written), Some(1_795_694_401), "{written}");
         assert_eq!(parse_time("1795694400"), Some(1_795_694_400));
         let local = parse_time("2026-11-26 12:00").unwrap();
         assert!((local - 1_795_694_400).abs() <= 14 * 3600, "{local}");

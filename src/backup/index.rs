@@ -129,6 +129,14 @@ impl IndexWriter {
     }
 }
 
+/// A time as the index writes it: RFC 3339 in UTC, to the second (as the catalogue keeps
+/// it), so a rebuilt catalogue gets the very same times back.
+pub fn index_time(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
 /// The index member's name.
 pub fn index_member(uuid: &str) -> String {
     format!("TAPEDECK-INDEX-{uuid}.jsonl.zst")

@@ -23,6 +23,8 @@ pub struct KnownBackup {
     /// `tapedeck`, `pytp`, `rebuild`, `rebuild-scan`.
     pub origin: String,
     pub status: BackupStatus,
+    #[serde(skip)]
+    pub parent_id: Option<i64>,
 }
 
 fn known_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownBackup> {
@@ -32,6 +34,7 @@ fn known_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownBackup> {
         uuid: r.get(1)?,
         origin: r.get(2)?,
         status: BackupStatus::parse(&status),
+        parent_id: r.get(4)?,
     })
 }
 
@@ -129,7 +132,7 @@ impl Catalog {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id, uuid, origin, status FROM backups WHERE uuid = ?1",
+                "SELECT id, uuid, origin, status, parent_id FROM backups WHERE uuid = ?1",
                 [uuid],
                 known_from_row,
             )
@@ -139,7 +142,7 @@ impl Catalog {
     /// Backups that wrote tape file `tape_file` of the volume (copies not overwritten).
     pub fn backups_in_tape_file(&self, volume_id: i64, tape_file: i64) -> Result<Vec<KnownBackup>> {
         let mut stmt = self.conn().prepare(
-            "SELECT b.id, b.uuid, b.origin, b.status FROM backups b
+            "SELECT b.id, b.uuid, b.origin, b.status, b.parent_id FROM backups b
              JOIN backup_volumes bv ON bv.backup_id = b.id
              WHERE bv.volume_id = ?1 AND bv.tape_file = ?2 AND bv.overwritten = 0
              ORDER BY b.id",
@@ -186,6 +189,20 @@ impl Catalog {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    /// Links a backup recorded without its parent (the parent was not in the catalogue
+    /// then) to it; false when the parent is still unknown or a parent is already set.
+    pub fn link_parent(&mut self, backup_id: i64, parent_uuid: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE backups SET parent_id = (SELECT id FROM backups WHERE uuid = ?2)
+                 WHERE id = ?1 AND parent_id IS NULL
+                   AND EXISTS (SELECT 1 FROM backups WHERE uuid = ?2 AND id != ?1)",
+                params![backup_id, parent_uuid],
+            )?;
+            Ok(n == 1)
         })
     }
 

@@ -15,8 +15,8 @@
 pub mod tar_scan;
 
 use crate::catalog::{
-    self, BackupStatus, Catalog, CatalogError, FileBatch, FileKind, FileRecord, KnownBackup,
-    LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_INDEX, ORIGIN_SCAN,
+    self, BackupStatus, Catalog, CatalogError, ChangeStamp, FileBatch, FileKind, FileRecord,
+    KnownBackup, LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_INDEX, ORIGIN_SCAN,
 };
 use crate::index_read::{self, IndexLine, IndexReadError, Record};
 use crate::label::{self, Label, LabelError, TapeStart};
@@ -179,7 +179,7 @@ enum Stop {
     Damaged(String),
     /// The catalogue has this backup: no need to read on.
     #[error("already in the catalogue")]
-    Known(KnownBackup),
+    Known(KnownBackup, Option<String>),
 }
 
 /// The volume being rebuilt.
@@ -529,7 +529,15 @@ fn look_at(
         .filter(|s| s.kind == TapeFileKind::Data && s.tape_file + 1 == tape_file)
         .map(|s| (s.tape_file, s.start));
     let input = io::Cursor::new(first[..got].to_vec()).chain(&mut reader);
-    let outcome = record_index(input, cat, vol, tape_file, data, progress)?;
+    let outcome = record_index(
+        input,
+        cat,
+        vol,
+        tape_file,
+        data,
+        &mut report.notes,
+        progress,
+    )?;
     let ended = reader.ended();
     drop(reader);
     let more = match past_tape_file(drive, ended) {
@@ -572,6 +580,8 @@ struct Recording<'c> {
     /// Volume labels the segments name -> volume ids.
     volumes: HashMap<String, i64>,
     records: u64,
+    /// The parent the header names, when the catalogue does not have it.
+    missing_parent: Option<String>,
 }
 
 /// Reads an index tape file into the catalogue. The outer error is the catalogue's; the
@@ -582,16 +592,24 @@ fn record_index(
     vol: &Volume<'_>,
     tape_file: u64,
     data: Option<(u64, u64)>,
+    notes: &mut Vec<String>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Result<BackupReport, String>, RebuildError> {
     let mut state = IndexState::Waiting(&mut *cat);
     let read = index_read::read_index_tape_file(input, None, |line| {
         on_index_line(&mut state, line, vol, tape_file, progress)
     });
-    let (batch, id, uuid, records) = match std::mem::replace(&mut state, IndexState::Done) {
-        IndexState::Recording(r) => (Some(r.batch), Some(r.id), Some(r.uuid), r.records),
-        _ => (None, None, None, 0),
-    };
+    let (batch, id, uuid, records, missing_parent) =
+        match std::mem::replace(&mut state, IndexState::Done) {
+            IndexState::Recording(r) => (
+                Some(r.batch),
+                Some(r.id),
+                Some(r.uuid),
+                r.records,
+                r.missing_parent,
+            ),
+            _ => (None, None, None, 0, None),
+        };
     let finished = match (read, batch) {
         (Ok(summary), Some(batch)) => batch.finish().map(|_| summary).map_err(Stop::from),
         (Ok(summary), None) => Ok(summary),
@@ -599,7 +617,8 @@ fn record_index(
     };
     let summary = match finished {
         Ok(s) => s,
-        Err(Stop::Known(k)) => {
+        Err(Stop::Known(k, linked)) => {
+            notes.extend(linked);
             return Ok(Ok(BackupReport {
                 volumes: cat.backup_parts(k.id)?.into_iter().map(|p| p.1).collect(),
                 uuid: k.uuid,
@@ -611,7 +630,7 @@ fn record_index(
                 bytes: 0,
                 replaced: Vec::new(),
                 origin: Some(k.origin),
-            }))
+            }));
         }
         Err(e) => {
             if let Some(id) = id {
@@ -673,6 +692,13 @@ fn record_index(
             }
         }
     }
+    if let Some(p) = missing_parent {
+        notes.push(format!(
+            "backup {} ({}) builds on backup {p}, which the catalogue does not have: \
+             rebuild the volume holding {p}, then this one again to link them",
+            h.uuid, h.kind
+        ));
+    }
     let mut volumes: Vec<String> = Vec::new();
     for (_, label, _) in parts {
         if !volumes.contains(&label) {
@@ -710,16 +736,25 @@ fn on_index_line(
                 return Err(Stop::Damaged("a second header".into()));
             };
             if let Some(k) = cat.known_backup(&h.uuid)? {
-                return Err(Stop::Known(k));
+                // Recorded before its parent was: link them now that the parent may be.
+                let linked = match (&h.parent, k.parent_id) {
+                    (Some(p), None) if cat.link_parent(k.id, p)? => {
+                        Some(format!("backup {} is now linked to its parent {p}", h.uuid))
+                    }
+                    _ => None,
+                };
+                return Err(Stop::Known(k, linked));
             }
             if !matches!(h.kind.as_str(), "full" | "incremental" | "differential") {
                 return Err(Stop::Damaged(format!("unknown backup kind `{}`", h.kind)));
             }
-            // A parent the catalogue does not have (yet) is left out.
+            // A parent the catalogue does not have yet is linked when this backup's
+            // volume is rebuilt again after the parent's.
             let parent = match &h.parent {
                 Some(p) if cat.known_backup(p)?.is_some() => Some(p.as_str()),
                 _ => None,
             };
+            let missing_parent = h.parent.clone().filter(|_| parent.is_none());
             let started_at = index_read::parse_time(&h.started).unwrap_or(0);
             let id = cat.begin_backup(&NewBackup {
                 uuid: &h.uuid,
@@ -742,6 +777,7 @@ fn on_index_line(
                 uuid: h.uuid,
                 volumes,
                 records: 0,
+                missing_parent,
             }));
             Ok(())
         }
@@ -749,8 +785,12 @@ fn on_index_line(
             let IndexState::Recording(rec) = state else {
                 return Err(Stop::Damaged("a record before the header".into()));
             };
+            let stamp = match (r.ino, r.ctime) {
+                (Some(ino), Some(ctime_ns)) => Some(ChangeStamp { ino, ctime_ns }),
+                _ => None,
+            };
             let file = file_from_record(r, &mut rec.volumes, &mut rec.batch, vol)?;
-            rec.batch.push(file)?;
+            rec.batch.push_stamped(file, stamp)?;
             rec.records += 1;
             if rec.records % 10_000 == 0 {
                 progress(Progress::Records {
