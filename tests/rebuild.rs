@@ -482,3 +482,34 @@ fn an_incremental_chain_rebuilt_in_any_order_goes_on_as_before() {
     assert_eq!(next["parent"], inc["uuid"], "{next}");
     assert_eq!(next["unchanged"], 9, "{next}");
 }
+
+#[test]
+fn an_interrupted_rebuild_leaves_no_half_recorded_backup() {
+    use tapedeck::rebuild::{self, Options, Progress, RebuildError};
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
+    let first = backup(&home, &args, &src);
+    let second = backup(&home, &args, &src.join("home/me/docs"));
+    forget_catalogue(&home);
+
+    let mut cat = home.catalog();
+    let lib = tapedeck::vlib::Library::open(&home.vlib()).unwrap();
+    let mut drive = lib.open_drive("lto9").unwrap();
+    let opts = Options::default();
+    let interrupt = opts.interrupt.clone();
+    // Ctrl-C while the second backup's index is being read.
+    let mut progress = |p: Progress| {
+        if p == (Progress::TapeFile { tape_file: 4 }) {
+            interrupt.request();
+        }
+    };
+    let err = rebuild::rebuild_volume(&mut drive, &mut cat, "TD0001L9", &opts, &mut progress)
+        .unwrap_err();
+    assert!(matches!(err, RebuildError::Interrupted), "{err}");
+    let known = |u: &serde_json::Value| cat.known_backup(u.as_str().unwrap()).unwrap();
+    assert!(known(&first["uuid"]).is_some(), "the whole backup stays");
+    assert!(known(&second["uuid"]).is_none(), "the half one is gone");
+    assert!(cat.check().unwrap().is_ok(), "{:?}", cat.check().unwrap());
+}

@@ -1,9 +1,9 @@
 //! `tapedeck catalog rebuild --tape LABEL`: a volume's catalogue entries recreated from
 //! the tape in the drive, with progress on a terminal and a report (`--json`).
 
-use super::bad_input;
 use super::output::print_json;
-use anyhow::Result;
+use super::{bad_input, Interrupted};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::io::IsTerminal;
 use tapedeck::config::Config;
@@ -24,8 +24,11 @@ BLAKE3 hashes of the data; such a backup has origin `rebuild-scan`.
 
 A volume in a pool the catalogue does not have is refused: create the pool first.
 
+Ctrl-C stops after the record being read; the backups recorded whole stay, the one being
+recorded is removed again (exit 130).
+
 Exit codes: 0 recorded (notes may say what was left alone), 1 a tape file could not be read
-or recorded, 2 wrong or missing tape, unknown pool.";
+or recorded, 2 wrong or missing tape, unknown pool, 130 interrupted.";
 
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
@@ -69,6 +72,8 @@ pub fn run(args: RebuildArgs, config: &Config) -> Result<()> {
         scan: args.scan,
         capacity: cartridge.as_ref().map(|c| c.2 as i64),
         location: Some(format!("drive {}", spec.name)),
+        interrupt: tapedeck::backup::Interrupt::from_signals()
+            .context("installing the Ctrl-C handler")?,
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -102,6 +107,7 @@ pub fn run(args: RebuildArgs, config: &Config) -> Result<()> {
             let hint = where_is(&spec, &args.tape).unwrap_or_default();
             return Err(bad_input(format!("{e}{hint}")));
         }
+        Err(RebuildError::Interrupted) => return Err(Interrupted.into()),
         Err(e) if e.is_bad_input() => return Err(bad_input(e.to_string())),
         Err(e) => return Err(e.into()),
     };

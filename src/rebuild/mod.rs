@@ -14,6 +14,7 @@
 
 pub mod tar_scan;
 
+use crate::backup::Interrupt;
 use crate::catalog::{
     self, BackupStatus, Catalog, CatalogError, ChangeStamp, FileBatch, FileKind, FileRecord,
     KnownBackup, LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_INDEX, ORIGIN_SCAN,
@@ -36,6 +37,8 @@ pub struct Options {
     pub capacity: Option<i64>,
     /// Where the volume is (e.g. `drive lto9`).
     pub location: Option<String>,
+    /// Ctrl-C: stop after the current record, removing the backup being recorded.
+    pub interrupt: Interrupt,
 }
 
 /// What the rebuild is doing, for a progress display.
@@ -148,6 +151,9 @@ pub enum RebuildError {
     Label(#[from] LabelError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// Ctrl-C: the backups recorded whole stay, the one in progress was removed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl RebuildError {
@@ -160,7 +166,7 @@ impl RebuildError {
             | RebuildError::WrongVolume { .. }
             | RebuildError::UnknownPool { .. } => true,
             RebuildError::Tape(e) | RebuildError::Label(LabelError::Tape(e)) => e.is_bad_input(),
-            RebuildError::Label(_) => false,
+            RebuildError::Label(_) | RebuildError::Interrupted => false,
             RebuildError::Catalog(e) => e.is_bad_input(),
         }
     }
@@ -177,6 +183,8 @@ enum Stop {
     Catalog(#[from] CatalogError),
     #[error("the index is damaged: {0}")]
     Damaged(String),
+    #[error("interrupted")]
+    Interrupted,
     /// The catalogue has this backup: no need to read on.
     #[error("already in the catalogue")]
     Known(KnownBackup, Option<String>),
@@ -188,6 +196,7 @@ struct Volume<'a> {
     label: &'a Label,
     pool: Option<String>,
     block: u32,
+    interrupt: &'a Interrupt,
 }
 
 /// A tape file as the first pass found it.
@@ -266,6 +275,7 @@ pub fn rebuild_volume(
         label: &label,
         pool: volume.pool.clone(),
         block,
+        interrupt: &opts.interrupt,
     };
     let mut report = RebuildReport {
         volume: label.label.clone(),
@@ -287,6 +297,9 @@ pub fn rebuild_volume(
     let mut more = drive.space_filemarks(1)? == SpaceOutcome::Done;
     let mut tape_file = 1u64;
     while more {
+        if opts.interrupt.requested() {
+            return Err(RebuildError::Interrupted);
+        }
         let start = drive.position()?;
         end = start;
         progress(Progress::TapeFile { tape_file });
@@ -326,6 +339,9 @@ pub fn rebuild_volume(
     for s in seen.iter_mut().filter(|s| s.kind == TapeFileKind::Data) {
         if s.covered_by.is_some() {
             continue;
+        }
+        if opts.interrupt.requested() {
+            return Err(RebuildError::Interrupted);
         }
         let known = cat.backups_in_tape_file(vol.id, s.tape_file as i64)?;
         if let Some(k) = known.first() {
@@ -636,6 +652,9 @@ fn record_index(
             if let Some(id) = id {
                 cat.forget_backup(id)?;
             }
+            if matches!(e, Stop::Interrupted) {
+                return Err(RebuildError::Interrupted);
+            }
             let which = uuid.map(|u| format!(" of backup {u}")).unwrap_or_default();
             return Ok(Err(format!(
                 "tape file {tape_file}: the index{which} cannot be read ({e}); nothing recorded \
@@ -782,6 +801,9 @@ fn on_index_line(
             Ok(())
         }
         IndexLine::Record(r) => {
+            if vol.interrupt.requested() {
+                return Err(Stop::Interrupted);
+            }
             let IndexState::Recording(rec) = state else {
                 return Err(Stop::Damaged("a record before the header".into()));
             };
@@ -926,6 +948,9 @@ fn scan_tape_file(
         let mut batch = cat.file_batch(id);
         let mut last_report = 0u64;
         let result = tar_scan::walk(&mut reader, true, |m| {
+            if vol.interrupt.requested() {
+                return Err(Stop::Interrupted);
+            }
             newest = newest.max(m.mtime_ns.div_euclid(1_000_000_000));
             data_bytes += m.length;
             let Some(path) = catalogue_path(&m.name) else {
@@ -971,6 +996,9 @@ fn scan_tape_file(
         Ok(s) => s,
         Err(e) => {
             cat.forget_backup(id)?;
+            if matches!(e, Stop::Interrupted) {
+                return Err(RebuildError::Interrupted);
+            }
             return Ok(Err(format!(
                 "tape file {tape_file}: cannot be scanned ({e}); nothing recorded from it"
             )));
