@@ -75,8 +75,11 @@ pub struct IndexWriter {
 impl IndexWriter {
     pub fn new(header: &IndexHeader<'_>) -> io::Result<IndexWriter> {
         let spool = tempfile::tempfile()?;
+        let mut encoder = zstd::Encoder::new(spool, 3)?;
+        // A damaged index then fails to decompress instead of reading as other records.
+        encoder.include_checksum(true)?;
         let mut w = IndexWriter {
-            encoder: zstd::Encoder::new(spool, 3)?,
+            encoder,
             records: 0,
         };
         w.line(header)?;
