@@ -513,3 +513,44 @@ fn an_interrupted_rebuild_leaves_no_half_recorded_backup() {
     assert!(known(&second["uuid"]).is_none(), "the half one is gone");
     assert!(cat.check().unwrap().is_ok(), "{:?}", cat.check().unwrap());
 }
+
+#[test]
+fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_read() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
+    let first = backup(&home, &args, &src.join("home/me/docs"));
+    let second = backup(&home, &args, &src.join("home/me/docs"));
+    forget_catalogue(&home);
+    // The first backup's index (tape file 2) is at block 4.
+    assert_eq!(first["first_block"], 2);
+    home.run(&["vlib", "set", "TD0001L9", "--read-error-at", "4"])
+        .success();
+    let (report, stderr) = rebuild(&home, "TD0001L9", &[], 1);
+    assert_eq!(report["tape_files"][1]["kind"], "unreadable", "{report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("tape file 2: cannot be read") && problems.contains("medium error"),
+        "{report}"
+    );
+    assert!(
+        problems.contains("--scan records data tape file 1"),
+        "{report}"
+    );
+    assert!(stderr.contains("could not be recorded"), "{stderr}");
+    // What follows the bad spot is recorded.
+    assert_eq!(report["backups"][0]["uuid"], second["uuid"], "{report}");
+    // --scan records the data the unreadable index described.
+    let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    let scanned: Vec<_> = report["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["source"] == "scan" && b["tape_file"] == 1)
+        .collect();
+    assert_eq!(scanned.len(), 1, "{report}");
+    let page = versions(&home, &src.join("home/me/docs/page03.txt"));
+    assert_eq!(page.len(), 2, "both backups' copies");
+    home.run(&["catalog", "check"]).success();
+}

@@ -206,7 +206,7 @@ struct Seen {
     kind: TapeFileKind,
     /// An index on this volume recorded (or found recorded) a backup for it.
     covered_by: Option<String>,
-    /// Why an index tape file recorded nothing.
+    /// Why an index (or an unreadable tape file) recorded nothing.
     problem: Option<String>,
 }
 
@@ -309,10 +309,10 @@ pub fn rebuild_volume(
             None => break,
             Some(kind) => {
                 if let (TapeFileKind::Index, Some(uuid)) = (kind, &look.backup) {
-                    if let Some(data) = seen
-                        .last_mut()
-                        .filter(|s| s.kind == TapeFileKind::Data && s.tape_file + 1 == tape_file)
-                    {
+                    if let Some(data) = seen.last_mut().filter(|s| {
+                        matches!(s.kind, TapeFileKind::Data | TapeFileKind::Unreadable)
+                            && s.tape_file + 1 == tape_file
+                    }) {
                         data.covered_by = Some(uuid.clone());
                     }
                 }
@@ -332,7 +332,7 @@ pub fn rebuild_volume(
     // Second pass: data tape files no index on this volume describes.
     let damaged_index_after: Vec<u64> = seen
         .iter()
-        .filter(|s| s.kind == TapeFileKind::Index && s.problem.is_some())
+        .filter(|s| s.problem.is_some())
         .map(|s| s.tape_file - 1)
         .collect();
     let mut scanned = Vec::new();
@@ -383,32 +383,37 @@ pub fn rebuild_volume(
         }
     }
 
-    // A damaged index whose data is recorded anyway (scanned now or before) is worth a
-    // note, not a failure.
-    let recorded: Vec<u64> = seen
-        .iter()
-        .filter(|s| s.kind == TapeFileKind::Data && s.covered_by.is_some())
-        .map(|s| s.tape_file)
-        .collect();
+    // A damaged index (or unreadable tape file) whose data is recorded anyway, scanned
+    // now or before, is worth a note, not a failure.
     for s in &seen {
-        if let Some(p) = &s.problem {
-            if recorded.contains(&(s.tape_file - 1)) {
-                let how = if scanned.contains(&(s.tape_file - 1)) {
+        let Some(p) = &s.problem else { continue };
+        let data_before = seen
+            .iter()
+            .find(|d| d.tape_file + 1 == s.tape_file && d.kind == TapeFileKind::Data);
+        if let (TapeFileKind::Unreadable, Some(uuid)) = (s.kind, &s.covered_by) {
+            report.notes.push(format!(
+                "{p}; it is backup {uuid}'s data, recorded from its index"
+            ));
+        } else if let Some(d) = data_before {
+            if d.covered_by.is_some() {
+                let how = if scanned.contains(&d.tape_file) {
                     "was recorded from its tar headers instead"
                 } else {
                     "is in the catalogue already"
                 };
                 report
                     .notes
-                    .push(format!("{p}; data tape file {} {how}", s.tape_file - 1));
-            } else if opts.scan || s.tape_file < 2 {
+                    .push(format!("{p}; data tape file {} {how}", d.tape_file));
+            } else if opts.scan {
                 report.problems.push(p.clone());
             } else {
                 report.problems.push(format!(
                     "{p}; --scan records data tape file {} from its tar headers",
-                    s.tape_file - 1
+                    d.tape_file
                 ));
             }
+        } else {
+            report.problems.push(p.clone());
         }
     }
 
@@ -498,9 +503,7 @@ fn look_at(
         Ok(n) => n,
         Err(e) => {
             drop(reader);
-            report.problems.push(format!(
-                "tape file {tape_file}: cannot be read ({e}); nothing recorded from it"
-            ));
+            let problem = format!("tape file {tape_file}: cannot be read ({e})");
             let more = match drive.space_filemarks(1) {
                 Ok(outcome) => outcome == SpaceOutcome::Done,
                 Err(e) => {
@@ -513,6 +516,7 @@ fn look_at(
             };
             return Ok(Look {
                 kind: Some(TapeFileKind::Unreadable),
+                problem: Some(problem),
                 more,
                 ..Look::default()
             });
