@@ -219,6 +219,56 @@ pub fn rebuild_volume(
     opts: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RebuildReport, RebuildError> {
+    let label = loaded_label(drive, cat, wanted)?;
+    let block = label.block_size;
+    let (volume, known_before) = cat.volume_from_label(
+        &LabelRecord {
+            label: &label.label,
+            barcode: label.barcode.as_deref(),
+            uuid: &label.uuid,
+            pool: label.pool.as_deref(),
+            media: label.media.as_deref(),
+            capacity: opts.capacity,
+            block_size: i64::from(block),
+            used: i64::from(block),
+            location: opts.location.as_deref(),
+        },
+        index_read::parse_time(&label.created),
+    )?;
+    let vol = Volume {
+        id: volume.id,
+        label: &label,
+        pool: volume.pool.clone(),
+        block,
+        interrupt: &opts.interrupt,
+    };
+    let mut report = RebuildReport {
+        volume: label.label.clone(),
+        uuid: label.uuid.clone(),
+        pool: volume.pool.clone(),
+        block_size: block,
+        known_before,
+        status: volume.status,
+        tape_files: Vec::new(),
+        backups: Vec::new(),
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    drive.set_block_size(block)?;
+    let (mut seen, end) = survey(drive, cat, &vol, &mut report, progress)?;
+    let scanned = record_unindexed(drive, cat, &vol, &mut seen, opts, &mut report, progress)?;
+    settle_problems(&seen, &scanned, opts, &mut report);
+    finish_volume(cat, &vol, &seen, end, known_before, &mut report)?;
+    Ok(report)
+}
+
+/// The label of the tape in `drive`, which must be volume `wanted`; a new volume's pool
+/// must be in the catalogue.
+fn loaded_label(
+    drive: &mut dyn TapeDrive,
+    cat: &Catalog,
+    wanted: &str,
+) -> Result<Label, RebuildError> {
     let drive_name = drive.name().to_string();
     if !drive.status()?.online {
         return Err(RebuildError::NoTape {
@@ -255,82 +305,67 @@ pub fn rebuild_volume(
             Err(e) => return Err(e.into()),
         }
     }
-    let block = label.block_size;
-    let (volume, known_before) = cat.volume_from_label(
-        &LabelRecord {
-            label: &label.label,
-            barcode: label.barcode.as_deref(),
-            uuid: &label.uuid,
-            pool: label.pool.as_deref(),
-            media: label.media.as_deref(),
-            capacity: opts.capacity,
-            block_size: i64::from(block),
-            used: i64::from(block),
-            location: opts.location.as_deref(),
-        },
-        index_read::parse_time(&label.created),
-    )?;
-    let vol = Volume {
-        id: volume.id,
-        label: &label,
-        pool: volume.pool.clone(),
-        block,
-        interrupt: &opts.interrupt,
-    };
-    let mut report = RebuildReport {
-        volume: label.label.clone(),
-        uuid: label.uuid.clone(),
-        pool: volume.pool.clone(),
-        block_size: block,
-        known_before,
-        status: volume.status,
-        tape_files: Vec::new(),
-        backups: Vec::new(),
-        problems: Vec::new(),
-        notes: Vec::new(),
-    };
+    Ok(label)
+}
 
-    // First pass: every tape file looked at, indexes recorded, data passed over.
-    drive.set_block_size(block)?;
+/// First pass, from the label's filemark to end of data: every tape file looked at,
+/// indexes recorded, data passed over. Returns the tape files and the end-of-data object.
+fn survey(
+    drive: &mut dyn TapeDrive,
+    cat: &mut Catalog,
+    vol: &Volume<'_>,
+    report: &mut RebuildReport,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Vec<Seen>, u64), RebuildError> {
     let mut seen: Vec<Seen> = Vec::new();
     let mut end = drive.position()?;
     let mut more = drive.space_filemarks(1)? == SpaceOutcome::Done;
     let mut tape_file = 1u64;
     while more {
-        if opts.interrupt.requested() {
+        if vol.interrupt.requested() {
             return Err(RebuildError::Interrupted);
         }
         let start = drive.position()?;
         end = start;
         progress(Progress::TapeFile { tape_file });
-        let look = look_at(drive, cat, &vol, tape_file, &seen, &mut report, progress)?;
+        let look = look_at(drive, cat, vol, tape_file, &seen, report, progress)?;
         more = look.more;
-        match look.kind {
-            None => break,
-            Some(kind) => {
-                if let (TapeFileKind::Index, Some(uuid)) = (kind, &look.backup) {
-                    if let Some(data) = seen.last_mut().filter(|s| {
-                        matches!(s.kind, TapeFileKind::Data | TapeFileKind::Unreadable)
-                            && s.tape_file + 1 == tape_file
-                    }) {
-                        data.covered_by = Some(uuid.clone());
-                    }
-                }
-                seen.push(Seen {
-                    tape_file,
-                    start,
-                    kind,
-                    covered_by: look.backup,
-                    problem: look.problem,
-                });
+        let Some(kind) = look.kind else { break };
+        if let (TapeFileKind::Index, Some(uuid)) = (kind, &look.backup) {
+            // The index describes the tape file before it.
+            if let Some(data) = seen.last_mut().filter(|s| {
+                matches!(s.kind, TapeFileKind::Data | TapeFileKind::Unreadable)
+                    && s.tape_file + 1 == tape_file
+            }) {
+                data.covered_by = Some(uuid.clone());
             }
         }
+        seen.push(Seen {
+            tape_file,
+            start,
+            kind,
+            covered_by: look.backup,
+            problem: look.problem,
+        });
         end = drive.position()?;
         tape_file += 1;
     }
+    Ok((seen, end))
+}
 
-    // Second pass: data tape files no index on this volume describes.
-    let damaged_index_after: Vec<u64> = seen
+/// Second pass: data tape files no index on this volume describes are left alone when the
+/// catalogue has them, noted, or with `--scan` recorded from their tar headers. Returns the
+/// tape files scanned.
+fn record_unindexed(
+    drive: &mut dyn TapeDrive,
+    cat: &mut Catalog,
+    vol: &Volume<'_>,
+    seen: &mut [Seen],
+    opts: &Options,
+    report: &mut RebuildReport,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<u64>, RebuildError> {
+    let before_a_problem: Vec<u64> = seen
         .iter()
         .filter(|s| s.problem.is_some())
         .map(|s| s.tape_file - 1)
@@ -353,8 +388,8 @@ pub fn rebuild_volume(
             continue;
         }
         if !opts.scan {
-            if damaged_index_after.contains(&s.tape_file) {
-                continue; // the index's problem says what to do
+            if before_a_problem.contains(&s.tape_file) {
+                continue; // the problem after it says what to do
             }
             report.notes.push(format!(
                 "tape file {}: data that no index on this volume describes: the start of a \
@@ -365,15 +400,16 @@ pub fn rebuild_volume(
             ));
             continue;
         }
-        match scan_tape_file(
+        let scan = scan_tape_file(
             drive,
             cat,
-            &vol,
+            vol,
             s.tape_file,
             s.start,
             &mut report.notes,
             progress,
-        )? {
+        )?;
+        match scan {
             Ok(b) => {
                 s.covered_by = Some(b.uuid.clone());
                 scanned.push(s.tape_file);
@@ -382,10 +418,13 @@ pub fn rebuild_volume(
             Err(problem) => report.problems.push(problem),
         }
     }
+    Ok(scanned)
+}
 
-    // A damaged index (or unreadable tape file) whose data is recorded anyway, scanned
-    // now or before, is worth a note, not a failure.
-    for s in &seen {
+/// A damaged index or an unreadable tape file is a problem, unless its data is recorded
+/// anyway (scanned now or before, or described by the next index): then a note.
+fn settle_problems(seen: &[Seen], scanned: &[u64], opts: &Options, report: &mut RebuildReport) {
+    for s in seen {
         let Some(p) = &s.problem else { continue };
         let data_before = seen
             .iter()
@@ -416,9 +455,18 @@ pub fn rebuild_volume(
             report.problems.push(p.clone());
         }
     }
+}
 
-    // What the volume holds now.
-    let total_files = tape_file; // the label and every tape file seen
+/// Records what the volume holds now: its tape files in the report, space used and tape
+/// files in the catalogue, and its status.
+fn finish_volume(
+    cat: &mut Catalog,
+    vol: &Volume<'_>,
+    seen: &[Seen],
+    end: u64,
+    known_before: bool,
+    report: &mut RebuildReport,
+) -> Result<(), RebuildError> {
     for (i, s) in seen.iter().enumerate() {
         let next = seen.get(i + 1).map_or(end, |n| n.start);
         report.tape_files.push(TapeFileReport {
@@ -429,23 +477,25 @@ pub fn rebuild_volume(
             backup: s.covered_by.clone(),
         });
     }
-    let used = end.saturating_sub(total_files) * u64::from(block);
+    // The label and every tape file seen, each ended by a filemark.
+    let total_files = seen.len() as u64 + 1;
+    let used = end.saturating_sub(total_files) * u64::from(vol.block);
     cat.record_volume_read(vol.id, used as i64, total_files as i64)?;
     // A volume new to the catalogue whose last tape file is data (no index after it)
     // reached its end in the middle of a backup, or a backup failed there: it takes no
     // more. (A volume the catalogue knew keeps the status it has.)
+    let label = &vol.label.label;
     if !known_before && seen.last().is_some_and(|s| s.kind == TapeFileKind::Data) {
-        let v = cat.volume(&label.label)?;
+        let v = cat.volume(label)?;
         if v.status != VolumeStatus::Full && v.status.can_become(VolumeStatus::Full) {
-            cat.set_volume_status(&label.label, VolumeStatus::Full, None)?;
+            cat.set_volume_status(label, VolumeStatus::Full, None)?;
             report.notes.push(format!(
-                "volume {} is marked full: it ends with data and no index after it",
-                label.label
+                "volume {label} is marked full: it ends with data and no index after it"
             ));
         }
     }
-    report.status = cat.volume(&label.label)?.status;
-    Ok(report)
+    report.status = cat.volume(label)?.status;
+    Ok(())
 }
 
 /// What looking at one tape file found.
