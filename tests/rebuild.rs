@@ -554,3 +554,99 @@ fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_rea
     assert_eq!(page.len(), 2, "both backups' copies");
     home.run(&["catalog", "check"]).success();
 }
+
+/// A sparse file of `islands` 4 KiB data runs, 1 MiB apart.
+fn sparse_file(path: &Path, islands: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = fs::File::create(path).unwrap();
+    for i in 0..islands {
+        f.seek(SeekFrom::Start(i << 20)).unwrap();
+        f.write_all(&noise(4096, i + 1)).unwrap();
+    }
+    f.set_len(islands << 20).unwrap();
+}
+
+#[test]
+fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
+    let home = Home::with_fast_vlib();
+    let proj = home.path().join("proj");
+    let long = "a-directory-name-that-is-quite-long-".repeat(4);
+    fs::create_dir_all(proj.join(&long)).unwrap();
+    fs::write(proj.join(&long).join("deep.txt"), b"deep\n").unwrap();
+    fs::write(proj.join("plain.bin"), noise(300_000, 9)).unwrap();
+    // More holes than an old GNU sparse header holds: extension records follow it.
+    sparse_file(&proj.join("holes-gnu"), 12);
+    sparse_file(&proj.join("holes-pax"), 3);
+    std::os::unix::fs::symlink("plain.bin", proj.join("link")).unwrap();
+    let gnu = home.path().join("gnu.tar");
+    let pax = home.path().join("pax.tar");
+    let deep = format!("proj/{long}/deep.txt");
+    for (archive, format, members) in [
+        (
+            &gnu,
+            "--format=gnu",
+            vec!["proj/holes-gnu", "proj/plain.bin", "proj/link"],
+        ),
+        (&pax, "--format=pax", vec!["proj/holes-pax", deep.as_str()]),
+    ] {
+        let ok = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(home.path())
+            .args(["--sparse", format, "-cf"])
+            .arg(archive)
+            .args(&members)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--strategy",
+            "dd",
+            "--json",
+            "--from",
+        ])
+        .arg(&gnu)
+        .arg(&pax)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let names = [
+        "/proj/holes-gnu",
+        "/proj/holes-pax",
+        "/proj/plain.bin",
+        "/proj/link",
+        &format!("/proj/{long}/deep.txt"),
+    ];
+    let before: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| versions(&home, Path::new(n))[0].clone())
+        .collect();
+    forget_catalogue(&home);
+    fs::write(
+        home.vlib().join("cartridges/TD0001L9/00002.tar"),
+        vec![0u8; 512 * 1024],
+    )
+    .unwrap();
+    let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    assert_eq!(report["backups"][0]["source"], "scan", "{report}");
+    assert!(report["notes"].to_string().contains("sparse"), "{report}");
+    for (name, was) in names.iter().zip(&before) {
+        let now = &versions(&home, Path::new(name))[0];
+        for field in [
+            "kind", "size", "mode", "mtime_ns", "link", "blake3", "segments",
+        ] {
+            assert_eq!(now[field], was[field], "{name}: {field}");
+        }
+    }
+    assert_eq!(before[0]["size"], 12 << 20);
+}

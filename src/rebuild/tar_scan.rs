@@ -119,6 +119,10 @@ struct Header {
     group: Option<String>,
     /// GNU multi-volume offset (type `M`).
     offset: u64,
+    /// GNU sparse (type `S`): the file's real size, and whether sparse extension
+    /// records follow the header.
+    real_size: u64,
+    sparse_extended: bool,
 }
 
 /// A numeric field: octal digits (leading spaces or NULs, ended by a space or NUL), or
@@ -224,6 +228,12 @@ fn parse_header(record: &[u8; RECORD], at: u64) -> Result<Header, String> {
         } else {
             0
         },
+        real_size: if gnu {
+            numeric(&record[483..495]).unwrap_or(0)
+        } else {
+            0
+        },
+        sparse_extended: gnu && record[482] != 0,
     })
 }
 
@@ -283,6 +293,10 @@ struct Pending {
     pax_gid: Option<u64>,
     pax_user: Option<String>,
     pax_group: Option<String>,
+    /// pax GNU sparse keys: the member is sparse; its real name and size.
+    pax_sparse: bool,
+    sparse_name: Option<Vec<u8>>,
+    sparse_size: Option<u64>,
 }
 
 /// A reader that counts bytes and tells a clean end from an end inside a record.
@@ -389,8 +403,9 @@ where
             continue;
         }
         let name = pending
-            .long_name
+            .sparse_name
             .take()
+            .or(pending.long_name.take())
             .or(pending.pax_path.take())
             .unwrap_or(header.name.clone());
         let link = pending
@@ -399,6 +414,22 @@ where
             .or(pending.pax_link.take())
             .unwrap_or(header.linkname.clone());
         let start = pending.start.take().unwrap_or(at);
+        // Old GNU sparse headers may be followed by records of more sparse map entries.
+        let mut extended = header.typeflag == b'S' && header.sparse_extended;
+        let mut cut_in_headers = false;
+        while extended {
+            let (whole, _) = r.fill(&mut record)?;
+            if !whole {
+                cut_in_headers = true;
+                break;
+            }
+            extended = record[504] != 0;
+        }
+        if cut_in_headers {
+            pending.long_name = Some(name);
+            break in_headers(&pending);
+        }
+        let sparse = header.typeflag == b'S' || pending.pax_sparse;
         let kind = match header.typeflag {
             b'0' | 0 | b'7' | b'M' | b'S' => MemberKind::File,
             b'1' => MemberKind::HardLink,
@@ -424,17 +455,16 @@ where
         } else {
             stored
         };
-        if header.typeflag == b'S' {
+        if sparse {
             notes.push(format!(
-                "byte {start}: `{}` is a GNU sparse member: recorded with its stored size, \
-                 not hashed",
+                "byte {start}: `{}` is a GNU sparse member: recorded with its real size, not \
+                 hashed (its stored data is not the file's bytes)",
                 String::from_utf8_lossy(&name)
             ));
         }
         let continuation = header.typeflag == b'M';
-        let mut hasher =
-            (hash && kind == MemberKind::File && !continuation && header.typeflag != b'S')
-                .then(blake3::Hasher::new);
+        let mut hasher = (hash && kind == MemberKind::File && !continuation && !sparse)
+            .then(blake3::Hasher::new);
         let mut left = stored;
         let mut length = 0u64;
         let mut cut = false;
@@ -456,8 +486,12 @@ where
             let pad = (RECORD as u64 - stored % RECORD as u64) % RECORD as u64;
             r.fill(&mut data[..pad as usize])?;
         }
+        let real_size = (header.typeflag == b'S' && header.real_size > 0)
+            .then_some(header.real_size)
+            .or(pending.sparse_size.take());
         let size = match kind {
             MemberKind::File if continuation => header.offset.saturating_add(stored),
+            MemberKind::File if sparse => real_size.unwrap_or(stored),
             MemberKind::File => stored,
             _ => 0,
         };
@@ -505,6 +539,7 @@ where
 
 fn apply_pax(p: &mut Pending, data: &[u8]) {
     for (key, value) in pax_records(data) {
+        p.pax_sparse |= key.starts_with(b"GNU.sparse.");
         let as_u64 = || std::str::from_utf8(value).ok()?.parse::<u64>().ok();
         match key {
             b"path" => p.pax_path = Some(value.to_vec()),
@@ -515,6 +550,8 @@ fn apply_pax(p: &mut Pending, data: &[u8]) {
             b"gid" => p.pax_gid = as_u64(),
             b"uname" => p.pax_user = Some(String::from_utf8_lossy(value).into_owned()),
             b"gname" => p.pax_group = Some(String::from_utf8_lossy(value).into_owned()),
+            b"GNU.sparse.name" => p.sparse_name = Some(value.to_vec()),
+            b"GNU.sparse.realsize" | b"GNU.sparse.size" => p.sparse_size = as_u64(),
             _ => {}
         }
     }
