@@ -127,6 +127,25 @@ impl Catalog {
         }
     }
 
+    /// A volume a backup's index names (another volume of a spanned backup): registered
+    /// by label until its own rebuild reads its label, with the backup's block size.
+    pub fn volume_of_backup(
+        &mut self,
+        label: &str,
+        pool: Option<&str>,
+        block_size: i64,
+    ) -> Result<Volume> {
+        let v = self.register_volume(label, None, pool)?;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET block_size = COALESCE(block_size, ?2) WHERE id = ?1",
+                params![v.id, block_size],
+            )?;
+            Ok(())
+        })?;
+        self.volume(label)
+    }
+
     /// The backup with this uuid, if the catalogue has it.
     pub fn known_backup(&self, uuid: &str) -> Result<Option<KnownBackup>> {
         Ok(self

@@ -652,6 +652,8 @@ struct Recording<'c> {
     records: u64,
     /// The parent the header names, when the catalogue does not have it.
     missing_parent: Option<String>,
+    /// The backup's block size, that of every volume it is on.
+    block_size: i64,
 }
 
 /// Reads an index tape file into the catalogue. The outer error is the catalogue's; the
@@ -851,6 +853,7 @@ fn on_index_line(
                 volumes,
                 records: 0,
                 missing_parent,
+                block_size: i64::from(h.block_size),
             }));
             Ok(())
         }
@@ -865,7 +868,7 @@ fn on_index_line(
                 (Some(ino), Some(ctime_ns)) => Some(ChangeStamp { ino, ctime_ns }),
                 _ => None,
             };
-            let file = file_from_record(r, &mut rec.volumes, &mut rec.batch, vol)?;
+            let file = file_from_record(r, rec, vol)?;
             rec.batch.push_stamped(file, stamp)?;
             rec.records += 1;
             if rec.records % 10_000 == 0 {
@@ -907,8 +910,7 @@ fn kind_from_name(name: &str) -> Option<FileKind> {
 
 fn file_from_record(
     r: Record,
-    volumes: &mut HashMap<String, i64>,
-    batch: &mut FileBatch<'_>,
+    rec: &mut Recording<'_>,
     vol: &Volume<'_>,
 ) -> Result<FileRecord, Stop> {
     let path = catalogue_path(&r.path)
@@ -917,19 +919,19 @@ fn file_from_record(
         .ok_or_else(|| Stop::Damaged(format!("`{}` has unknown type `{}`", r.path, r.kind)))?;
     let mut segments = Vec::with_capacity(r.segments.len());
     for s in &r.segments {
-        let volume_id = match volumes.get(&s.volume) {
+        let volume_id = match rec.volumes.get(&s.volume) {
             Some(&id) => id,
             None => {
                 // Another volume of a spanned backup: known by its label until rebuilt.
-                let cat = batch.catalog()?;
+                let cat = rec.batch.catalog()?;
                 let id = cat
-                    .register_volume(&s.volume, None, vol.pool.as_deref())
+                    .volume_of_backup(&s.volume, vol.pool.as_deref(), rec.block_size)
                     .map_err(|e| match e {
                         CatalogError::Invalid(m) => Stop::Damaged(m),
                         e => Stop::Catalog(e),
                     })?
                     .id;
-                volumes.insert(s.volume.clone(), id);
+                rec.volumes.insert(s.volume.clone(), id);
                 id
             }
         };
