@@ -75,8 +75,11 @@ pub struct IndexWriter {
 impl IndexWriter {
     pub fn new(header: &IndexHeader<'_>) -> io::Result<IndexWriter> {
         let spool = tempfile::tempfile()?;
+        let mut encoder = zstd::Encoder::new(spool, 3)?;
+        // A damaged index then fails to decompress instead of reading as other records.
+        encoder.include_checksum(true)?;
         let mut w = IndexWriter {
-            encoder: zstd::Encoder::new(spool, 3)?,
+            encoder,
             records: 0,
         };
         w.line(header)?;
@@ -127,6 +130,14 @@ impl IndexWriter {
         out.finish()?;
         Ok(())
     }
+}
+
+/// A time as the index writes it: RFC 3339 in UTC, to the second (as the catalogue keeps
+/// it), so a rebuilt catalogue gets the very same times back.
+pub fn index_time(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| unix.to_string())
 }
 
 /// The index member's name.

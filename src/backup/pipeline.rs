@@ -466,7 +466,7 @@ pub fn run(
             label: req.label.as_deref(),
             kind: kind.as_str(),
             parent,
-            started: catalog::format_time(started_at),
+            started: super::index::index_time(started_at),
             tapedeck: env!("CARGO_PKG_VERSION"),
             block_size,
         })?),
@@ -908,7 +908,7 @@ pub fn run(
             let written = match index {
                 Some(index) => {
                     let trailer = IndexTrailer {
-                        finished: catalog::format_time(catalog::now()),
+                        finished: super::index::index_time(catalog::now()),
                         status: status.as_str(),
                         files,
                         bytes,

@@ -12,6 +12,7 @@ mod check;
 pub mod members;
 mod pools;
 mod query;
+mod rebuild;
 pub mod schema;
 mod volumes;
 
@@ -22,6 +23,7 @@ pub use chains::{ChainLink, ChainState, DirPaths};
 pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
+pub use rebuild::{KnownBackup, ORIGIN_INDEX, ORIGIN_SCAN};
 pub use volumes::{LabelRecord, TapeErrorRecord, Volume, VolumeStatus};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};

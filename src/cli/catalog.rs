@@ -114,6 +114,9 @@ pub enum CatalogCommand {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// Recreate a volume's catalogue entries from the tape in the drive: its label, its
+    /// index tape files, and with --scan its data tape files' tar headers
+    Rebuild(super::rebuild::RebuildArgs),
 }
 
 pub fn pool(cmd: PoolCommand, config: &Config) -> Result<()> {
@@ -450,6 +453,7 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
             cat.backup_to(&to)?;
             println!("Copied the catalogue to {}.", to.display());
         }
+        CatalogCommand::Rebuild(args) => super::rebuild::run(args, config)?,
     }
     Ok(())
 }

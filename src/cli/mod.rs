@@ -7,6 +7,7 @@ mod changer;
 mod migrate;
 mod output;
 mod query;
+mod rebuild;
 mod restore;
 mod tape;
 mod tape_change;
@@ -92,7 +93,7 @@ enum Command {
     Inventory(query::InventoryArgs),
     /// Running and recent backups, per drive
     Status(query::StatusArgs),
-    /// The catalogue itself: integrity check, online backup
+    /// The catalogue itself: integrity check, online backup, rebuild from tapes
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
     /// Import pytp's drives, libraries and backup history (snapshot JSON files)

@@ -1,0 +1,402 @@
+//! What `catalog rebuild` needs from the catalogue beyond recording backups: a volume
+//! recorded from its label as it is on tape (never as a fresh label: nothing is marked
+//! overwritten), which backups the catalogue already has and where, and forgetting a
+//! backup whose recording could not be completed or that a better source replaces.
+
+use super::backups::BackupStatus;
+use super::volumes::LabelRecord;
+use super::{Catalog, CatalogError, Result, Volume};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// `backups.origin` of a backup recorded from an on-tape index.
+pub const ORIGIN_INDEX: &str = "rebuild";
+/// `backups.origin` of a backup recorded from a data tape file's tar headers alone.
+pub const ORIGIN_SCAN: &str = "rebuild-scan";
+
+/// A backup the catalogue already has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownBackup {
+    #[serde(skip)]
+    pub id: i64,
+    pub uuid: String,
+    /// `tapedeck`, `pytp`, `rebuild`, `rebuild-scan`.
+    pub origin: String,
+    pub status: BackupStatus,
+    #[serde(skip)]
+    pub parent_id: Option<i64>,
+}
+
+fn known_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownBackup> {
+    let status: String = r.get(3)?;
+    Ok(KnownBackup {
+        id: r.get(0)?,
+        uuid: r.get(1)?,
+        origin: r.get(2)?,
+        status: BackupStatus::parse(&status),
+        parent_id: r.get(4)?,
+    })
+}
+
+impl Catalog {
+    /// The volume a label read from tape describes. A volume the catalogue knows keeps
+    /// its history and status; what it does not know yet (uuid, barcode, media, block
+    /// size, capacity) is filled in from the label. A volume whose catalogue uuid differs
+    /// from the label's is a different tape with the same name: refused. A new volume is
+    /// recorded as labelled at `labelled_at`, empty until backups are recorded on it.
+    /// Returns the volume and whether the catalogue knew it.
+    pub fn volume_from_label(
+        &mut self,
+        rec: &LabelRecord<'_>,
+        labelled_at: Option<i64>,
+    ) -> Result<(Volume, bool)> {
+        if let Some(v) = self.find_volume(rec.label)? {
+            if v.uuid.as_deref().is_some_and(|u| u != rec.uuid) {
+                return Err(CatalogError::Invalid(format!(
+                    "the tape is labelled {} (uuid {}) but the catalogue's volume {} has uuid {}: \
+                     it was relabelled elsewhere, or is another tape with the same name",
+                    rec.label,
+                    rec.uuid,
+                    v.label,
+                    v.uuid.as_deref().unwrap_or("?")
+                )));
+            }
+            self.check_uuid_free(rec.uuid, v.id)?;
+            self.write(|tx| {
+                tx.execute(
+                    "UPDATE volumes SET uuid = ?2, barcode = COALESCE(barcode, ?3),
+                        media = COALESCE(media, ?4), block_size = COALESCE(block_size, ?5),
+                        capacity = COALESCE(capacity, ?6), location = COALESCE(?7, location),
+                        tape_files = MAX(tape_files, 1), passes = MAX(passes, 1),
+                        labelled_at = COALESCE(labelled_at, ?8)
+                     WHERE id = ?1",
+                    params![
+                        v.id,
+                        rec.uuid,
+                        rec.barcode,
+                        rec.media,
+                        rec.block_size,
+                        rec.capacity,
+                        rec.location,
+                        labelled_at
+                    ],
+                )?;
+                Ok(())
+            })?;
+            return Ok((self.volume(rec.label)?, true));
+        }
+        self.check_uuid_free(rec.uuid, -1)?;
+        let v = self.register_volume(rec.label, rec.barcode, rec.pool)?;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET uuid = ?2, media = ?3, capacity = ?4, used = ?5,
+                    location = ?6, block_size = ?7, tape_files = 1, passes = 1,
+                    labelled_at = ?8
+                 WHERE id = ?1",
+                params![
+                    v.id,
+                    rec.uuid,
+                    rec.media,
+                    rec.capacity,
+                    rec.used,
+                    rec.location,
+                    rec.block_size,
+                    labelled_at
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok((self.volume(rec.label)?, false))
+    }
+
+    fn check_uuid_free(&self, uuid: &str, volume_id: i64) -> Result<()> {
+        let other: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT label FROM volumes WHERE uuid = ?1 AND id != ?2",
+                params![uuid, volume_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match other {
+            Some(label) => Err(CatalogError::Invalid(format!(
+                "the catalogue has this tape (uuid {uuid}) as volume {label}: the label was \
+                 rewritten with another name elsewhere"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A volume a backup's index names (another volume of a spanned backup): registered
+    /// by label until its own rebuild reads its label, with the backup's block size.
+    pub fn volume_of_backup(
+        &mut self,
+        label: &str,
+        pool: Option<&str>,
+        block_size: i64,
+    ) -> Result<Volume> {
+        let v = self.register_volume(label, None, pool)?;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET block_size = COALESCE(block_size, ?2) WHERE id = ?1",
+                params![v.id, block_size],
+            )?;
+            Ok(())
+        })?;
+        self.volume(label)
+    }
+
+    /// The backup with this uuid, if the catalogue has it.
+    pub fn known_backup(&self, uuid: &str) -> Result<Option<KnownBackup>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, uuid, origin, status, parent_id FROM backups WHERE uuid = ?1",
+                [uuid],
+                known_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Backups that wrote tape file `tape_file` of the volume (copies not overwritten).
+    pub fn backups_in_tape_file(&self, volume_id: i64, tape_file: i64) -> Result<Vec<KnownBackup>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT b.id, b.uuid, b.origin, b.status, b.parent_id FROM backups b
+             JOIN backup_volumes bv ON bv.backup_id = b.id
+             WHERE bv.volume_id = ?1 AND bv.tape_file = ?2 AND bv.overwritten = 0
+             ORDER BY b.id",
+        )?;
+        let rows = stmt
+            .query_map([volume_id, tape_file], known_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The places (volume label, tape file) a backup wrote, in order.
+    pub fn backup_parts(&self, backup_id: i64) -> Result<Vec<(i64, String, Option<i64>)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT v.id, v.label, bv.tape_file FROM backup_volumes bv
+             JOIN volumes v ON v.id = bv.volume_id WHERE bv.backup_id = ?1 ORDER BY bv.seq",
+        )?;
+        let rows = stmt
+            .query_map([backup_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Records where the backup's part on `volume_id`/`tape_file` starts, adding the part
+    /// (after the others) if no member named it.
+    pub fn set_part_start(
+        &mut self,
+        backup_id: i64,
+        volume_id: i64,
+        tape_file: i64,
+        first_block: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let updated = tx.execute(
+                "UPDATE backup_volumes SET first_block = ?4
+                 WHERE backup_id = ?1 AND volume_id = ?2 AND tape_file = ?3",
+                params![backup_id, volume_id, tape_file, first_block],
+            )?;
+            if updated == 0 {
+                tx.execute(
+                    "INSERT INTO backup_volumes (backup_id, seq, volume_id, tape_file, first_block)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM backup_volumes
+                                  WHERE backup_id = ?1), ?2, ?3, ?4)",
+                    params![backup_id, volume_id, tape_file, first_block],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Links a backup recorded without its parent (the parent was not in the catalogue
+    /// then) to it; false when the parent is still unknown or a parent is already set.
+    pub fn link_parent(&mut self, backup_id: i64, parent_uuid: &str) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE backups SET parent_id = (SELECT id FROM backups WHERE uuid = ?2)
+                 WHERE id = ?1 AND parent_id IS NULL
+                   AND EXISTS (SELECT 1 FROM backups WHERE uuid = ?2 AND id != ?1)",
+                params![backup_id, parent_uuid],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Sets when a recorded backup started (known only once its members are read).
+    pub fn set_backup_started(&mut self, backup_id: i64, started_at: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE backups SET started_at = ?2 WHERE id = ?1",
+                params![backup_id, started_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Removes a backup and everything recorded of it (members, parts, split segments).
+    /// Names and directories stay: other backups may share them, and unused ones cost
+    /// nothing but a row.
+    pub fn forget_backup(&mut self, backup_id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE backups SET parent_id = NULL WHERE parent_id = ?1",
+                [backup_id],
+            )?;
+            tx.execute(
+                "UPDATE tape_errors SET backup_id = NULL WHERE backup_id = ?1",
+                [backup_id],
+            )?;
+            tx.execute(
+                "UPDATE drive_stats SET backup_id = NULL WHERE backup_id = ?1",
+                [backup_id],
+            )?;
+            tx.execute("DELETE FROM segments WHERE backup_id = ?1", [backup_id])?;
+            tx.execute("DELETE FROM members WHERE backup_id = ?1", [backup_id])?;
+            tx.execute(
+                "DELETE FROM backup_volumes WHERE backup_id = ?1",
+                [backup_id],
+            )?;
+            tx.execute("DELETE FROM backups WHERE id = ?1", [backup_id])?;
+            Ok(())
+        })
+    }
+
+    /// What reading the whole volume showed: `used` bytes and `tape_files` tape files (the
+    /// label included). Neither ever goes down.
+    pub fn record_volume_read(&mut self, volume_id: i64, used: i64, tape_files: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET used = MAX(used, ?2), tape_files = MAX(tape_files, ?3)
+                 WHERE id = ?1",
+                params![volume_id, used, tape_files],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{FileKind, FileRecord, NewBackup, PoolKind, SegmentRecord, VolumeStatus};
+
+    fn record<'a>(label: &'a str, uuid: &'a str, pool: Option<&'a str>) -> LabelRecord<'a> {
+        LabelRecord {
+            label,
+            barcode: Some(label),
+            uuid,
+            pool,
+            media: Some("LTO-9"),
+            capacity: Some(1 << 30),
+            block_size: 524_288,
+            used: 524_288,
+            location: Some("drive lto9"),
+        }
+    }
+
+    #[test]
+    fn a_label_makes_a_new_volume_or_fills_in_a_known_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        cat.create_pool("daily", PoolKind::Daily, 30).unwrap();
+        let (v, known) = cat
+            .volume_from_label(&record("T1", "u-1", Some("daily")), Some(1000))
+            .unwrap();
+        assert!(!known);
+        assert_eq!(v.uuid.as_deref(), Some("u-1"));
+        assert_eq!(v.pool.as_deref(), Some("daily"));
+        assert_eq!(
+            (v.status, v.passes, v.labelled_at),
+            (VolumeStatus::Empty, 1, Some(1000))
+        );
+        // Known by label only (a spanned backup's other volume): filled in, status kept.
+        cat.register_volume("T2", None, None).unwrap();
+        cat.set_volume_status("T2", VolumeStatus::Full, None)
+            .unwrap();
+        let (v, known) = cat
+            .volume_from_label(&record("T2", "u-2", None), None)
+            .unwrap();
+        assert!(known);
+        assert_eq!(v.uuid.as_deref(), Some("u-2"));
+        assert_eq!(v.status, VolumeStatus::Full);
+        assert_eq!(v.block_size, Some(524_288));
+        // Another tape under a known name, or a known tape under another name: refused.
+        let err = cat
+            .volume_from_label(&record("T1", "u-other", None), None)
+            .unwrap_err();
+        assert!(
+            err.is_bad_input() && err.to_string().contains("relabelled"),
+            "{err}"
+        );
+        let err = cat
+            .volume_from_label(&record("T3", "u-1", None), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("as volume T1"), "{err}");
+    }
+
+    #[test]
+    fn a_forgotten_backup_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let (v, _) = cat
+            .volume_from_label(&record("T1", "u-1", None), None)
+            .unwrap();
+        let w = cat.register_volume("T2", None, None).unwrap();
+        let id = cat
+            .begin_backup(&NewBackup {
+                uuid: "b-1",
+                kind: "full",
+                started_at: 5,
+                origin: ORIGIN_SCAN,
+                ..Default::default()
+            })
+            .unwrap();
+        let seg = |volume_id, file_offset, length| SegmentRecord {
+            volume_id,
+            tape_file: Some(1),
+            block: Some(2),
+            offset: Some(0),
+            file_offset,
+            length,
+        };
+        let mut batch = cat.file_batch(id);
+        batch
+            .push(FileRecord {
+                path: "/a/split".into(),
+                kind: FileKind::File,
+                size: 10,
+                mtime_ns: None,
+                mode: None,
+                uid: None,
+                gid: None,
+                link: None,
+                blake3: None,
+                segments: vec![seg(v.id, 0, 4), seg(w.id, 4, 6)],
+            })
+            .unwrap();
+        batch.finish().unwrap();
+        cat.set_part_start(id, v.id, 1, 2).unwrap();
+        cat.set_part_start(id, v.id, 3, 9).unwrap();
+        let parts = cat.backup_parts(id).unwrap();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.1.as_str(), p.2))
+                .collect::<Vec<_>>(),
+            vec![("T1", Some(1)), ("T2", Some(1)), ("T1", Some(3))]
+        );
+        assert_eq!(cat.backups_in_tape_file(v.id, 1).unwrap()[0].uuid, "b-1");
+        assert_eq!(
+            cat.known_backup("b-1").unwrap().unwrap().origin,
+            ORIGIN_SCAN
+        );
+        cat.forget_backup(id).unwrap();
+        assert!(cat.known_backup("b-1").unwrap().is_none());
+        assert!(cat.backups_in_tape_file(v.id, 1).unwrap().is_empty());
+        assert!(cat.find_path("/a/split").unwrap().is_empty());
+        assert!(cat.check().unwrap().is_ok(), "{:?}", cat.check().unwrap());
+    }
+}
