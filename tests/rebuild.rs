@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Home;
+use common::{noise, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -27,18 +27,6 @@ fn source_tree(root: &Path) -> PathBuf {
     fs::create_dir_all(src.join(&long)).unwrap();
     fs::write(src.join(&long).join("deep.txt"), b"deep\n").unwrap();
     src
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {

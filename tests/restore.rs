@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Home;
+use common::{noise, Home};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,18 +14,6 @@ use std::path::{Path, PathBuf};
 use tapedeck::catalog::{BackupStatus, FileKind, FileRecord, NewBackup, SegmentRecord};
 
 const MIB: u64 = 1 << 20;
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// `tapedeck backup --json ARGS SRC` that must succeed: its summary.
 fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {

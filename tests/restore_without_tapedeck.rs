@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::Home;
+use common::{noise, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -243,18 +243,6 @@ fn run_block(
     }
     assert!(waiting.is_none(), "a command still waits for Enter");
     outputs
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn backup(home: &Home, src: &Path) -> serde_json::Value {

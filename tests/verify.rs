@@ -4,21 +4,9 @@
 
 mod common;
 
-use common::Home;
+use common::{noise, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A home with one backup of three files of `size` bytes on TD0001L9; the source
 /// directory and the backup's summary.

@@ -123,9 +123,10 @@ pub fn backup_json(
     (summary, stderr)
 }
 
-/// `n` bytes that do not compress and differ by seed (xorshift).
+/// `n` bytes that do not compress and differ by seed (xorshift; the seed is spread over
+/// the word first, so that neighbouring seeds give different bytes).
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
