@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    backup_json, labelled, many_files, noise, pool_backup, slow_library, spawn_backup_with,
-    strings, Home,
+    backup_json, backup_lto9, labelled, many_files, pool_backup, pool_library, slow_library,
+    spanning_source, spawn_backup_with, strings, Home,
 };
 use std::fs;
 use std::io::Read;
@@ -38,22 +38,12 @@ fn cartridge(home: &Home) -> PathBuf {
     home.vlib().join("cartridges/TD0001L9")
 }
 
-fn backup(home: &Home, src: &Path) -> serde_json::Value {
-    backup_json(
-        home,
-        &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        src,
-        0,
-    )
-    .0
-}
-
 #[test]
 fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     labelled(&home);
-    let summary = backup(&home, &src);
+    let summary = backup_lto9(&home, &src, &[]);
     assert_eq!(summary["status"], "complete", "{summary}");
     assert_eq!(summary["tape_file"], 1);
     assert_eq!(summary["first_block"], 2);
@@ -177,7 +167,7 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert!(counters.contains("writer_stops"), "{counters}");
 
     // A second backup goes after the first one's index, never over it.
-    let again = backup(&home, &src.join("docs"));
+    let again = backup_lto9(&home, &src.join("docs"), &[]);
     assert_eq!(again["tape_file"], 3, "{again}");
     assert!(cartridge(&home).join("00001.tar").exists());
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
@@ -256,7 +246,7 @@ fn a_blank_virtual_cartridge_is_labelled_on_first_use() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let summary = backup(&home, &src);
+    let summary = backup_lto9(&home, &src, &[]);
     assert_eq!(summary["volume"], "TD0001L9", "{summary}");
     assert_eq!(summary["status"], "complete", "{summary}");
 }
@@ -272,7 +262,7 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -398,7 +388,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "4MiB"],
-        &small,
+        &[&small],
         0,
     );
     assert_eq!(summary["status"], "complete");
@@ -422,7 +412,7 @@ fn a_file_larger_than_the_volume_is_skipped_with_the_reason() {
     let (summary, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "8MiB"],
-        &src,
+        &[&src],
         0,
     );
     assert!(stderr.contains("not supported yet"), "{stderr}");
@@ -443,7 +433,7 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "8MiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -534,7 +524,7 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "1GiB"],
-        &src,
+        &[&src],
         0,
     );
     assert_eq!(summary["buffer"], 1u64 << 30);
@@ -591,7 +581,7 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
 
 fn backup_to_pool(home: &Home, pool: &str, src: &Path) -> (serde_json::Value, String) {
     let args = ["--drive", "lto9", "--pool", pool, "--memory-buffer", "8MiB"];
-    backup_json(home, &args, src, 0)
+    backup_json(home, &args, &[src], 0)
 }
 
 #[test]
@@ -699,17 +689,8 @@ fn waiting_for_a_tape_ends_with_the_reason_when_the_timeout_runs_out() {
 #[test]
 fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
     let summary = pool_backup(&home, &src, 0);
     let volumes = strings(&summary["volumes"]);
     assert!(volumes.len() >= 3, "{summary}");
@@ -797,21 +778,7 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
     home.run(&["pool", "create", "--name", "p", "--retention", "7"])
         .success();
     let src = many_files(home.path(), 12, 1 << 20);
-    let (summary, _) = backup_json(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-        1,
-    );
+    let summary = pool_backup(&home, &src, 1);
     assert_eq!(summary["status"], "failed", "{summary}");
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("no next volume after TD0001L9"), "{error}");

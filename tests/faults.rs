@@ -4,17 +4,16 @@
 
 mod common;
 
-use common::{backup_json, noise, pool_backup, strings, tape_file, Home};
+use common::{
+    backup_json, noise, pool_backup, pool_library, spanning_source, strings, tape_file, Home,
+};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Std;
 
 /// A library of small LTO-9 cartridges and a pool `p`; the first cartridge is loaded.
 fn library(home: &Home, capacity: &str) {
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", capacity])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(home, capacity);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
 }
 
@@ -115,13 +114,7 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
 fn a_write_error_on_the_volume_a_span_continued_on_rewrites_the_split_file_whole() {
     let home = Home::new();
     library(&home, "6MiB");
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..20 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    let src = spanning_source(home.path(), 20);
     // The second cartridge (the span's next volume) fails 5 blocks into its data, inside
     // the continuation of `b-big`.
     home.run(&["vlib", "set", "TD0002L9", "--write-error-at", "7"])
@@ -197,25 +190,16 @@ fn when_every_volume_fails_the_backup_fails_naming_the_volumes() {
     assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
 }
 
-/// Two files that do not fit one 6 MiB cartridge: the cut falls inside `b-big`.
-fn spanning_source(home: &Home) -> PathBuf {
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    src
-}
-
 #[test]
 fn a_changer_that_fails_to_move_fails_the_backup_naming_the_volume_and_the_file() {
     let home = Home::new();
     library(&home, "6MiB");
     home.run(&["vlib", "changer", "--jam", "on"]).success();
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     let (summary, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--pool", "p", "--block-size", "64KiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -243,7 +227,7 @@ fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
     // The second cartridge reports early warning after 1 MiB.
     home.run(&["vlib", "set", "TD0002L9", "--early-warning-at", "1MiB"])
         .success();
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     let summary = pool_backup(&home, &src, 0);
     let volumes = strings(&summary["volumes"]);
     assert_eq!(volumes.len(), 3, "{summary}");
@@ -271,7 +255,7 @@ fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
 fn a_drive_that_goes_offline_while_the_backup_waits_for_a_tape_ends_it_cleanly() {
     let home = Home::new();
     library(&home, "6MiB");
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     // No pool, so no changer: the operator is asked, and nobody answers.
     let child = common::spawn_backup_with(
         &home,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Home;
+use common::{labelled, Home};
 use serde_json::Value;
 use std::fs;
 use std::io::Read;
@@ -12,33 +12,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
-fn labelled(home: &Home) {
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    home.run(&["volume", "label", "--drive", "lto9"]).success();
-}
-
 /// Tape file `n` of the cartridge in the LTO-9 drive.
 fn tape_file(home: &Home, n: u32) -> PathBuf {
     home.vlib().join(format!("cartridges/TD0001L9/{n:05}.tar"))
 }
 
-/// `tapedeck backup --drive lto9 --job JOB ARGS --json PATHS`, expected to exit with
-/// `code`: the JSON summary and what went to stderr.
+/// `tapedeck backup --drive lto9 --job JOB ARGS --json PATHS`, which must make a complete
+/// backup: the JSON summary and what went to stderr.
 fn backup_json(home: &Home, job: &str, args: &[&str], paths: &[&Path]) -> (Value, String) {
-    let out = home
-        .cmd()
-        .args(["backup", "--drive", "lto9", "--memory-buffer", "16MiB"])
-        .args(["--job", job])
-        .args(args)
-        .arg("--json")
-        .args(paths)
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let lto9 = ["--drive", "lto9", "--memory-buffer", "16MiB", "--job", job];
+    let (summary, stderr) = common::backup_json(home, &[&lto9[..], args].concat(), paths, 0);
     assert_eq!(summary["status"], "complete", "{summary}\n{stderr}");
     (summary, stderr)
 }

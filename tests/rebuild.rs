@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{noise, Home};
+use common::{backup_json, backup_lto9, noise, pool_backup, pool_library, spanning_source, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -27,21 +27,6 @@ fn source_tree(root: &Path) -> PathBuf {
     fs::create_dir_all(src.join(&long)).unwrap();
     fs::write(src.join(&long).join("deep.txt"), b"deep\n").unwrap();
     src
-}
-
-fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
 }
 
 fn forget_catalogue(home: &Home) {
@@ -120,9 +105,8 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     home.run(&["volume", "label", "--drive", "lto9", "--pool", "daily"])
         .success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src);
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src, &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     let notes = src.join("home/me/notes.txt");
     let page = src.join("home/me/docs/page07.txt");
     let link = src.join("home/me/link");
@@ -215,7 +199,7 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
     );
     assert_eq!(versions(&home, &page).len(), 2);
     // A backup appends after what the rebuild found.
-    let third = backup(&home, &args, &notes);
+    let third = backup_lto9(&home, &notes, &[]);
     assert_eq!(third["tape_file"], 5, "{third}");
 }
 
@@ -224,11 +208,7 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let summary = backup(
-        &home,
-        &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        &src,
-    );
+    let summary = backup_lto9(&home, &src, &[]);
     let big = src.join("home/me/big.bin");
     let original = versions(&home, &big);
     forget_catalogue(&home);
@@ -281,31 +261,9 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
 #[test]
 fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
-    let summary = backup(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-    );
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
+    let summary = pool_backup(&home, &src, 0);
     let volumes: Vec<String> = summary["volumes"]
         .as_array()
         .unwrap()
@@ -455,18 +413,7 @@ fn an_incremental_chain_rebuilt_in_any_order_goes_on_as_before() {
     for i in 0..10 {
         fs::write(src.join(format!("f{i}")), format!("file {i}\n")).unwrap();
     }
-    let job = |extra: &[&str]| {
-        let mut args = vec![
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--job",
-            "home",
-        ];
-        args.extend_from_slice(extra);
-        backup(&home, &args, &src)
-    };
+    let job = |extra: &[&str]| backup_lto9(&home, &src, &[&["--job", "home"][..], extra].concat());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let full = job(&[]);
     fs::write(src.join("f3"), b"changed\n").unwrap();
@@ -510,9 +457,8 @@ fn an_interrupted_rebuild_leaves_no_half_recorded_backup() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src);
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src, &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     forget_catalogue(&home);
 
     let mut cat = home.catalog();
@@ -540,9 +486,8 @@ fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_rea
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src.join("home/me/docs"));
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src.join("home/me/docs"), &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     forget_catalogue(&home);
     // The first backup's index (tape file 2) is at block 4.
     assert_eq!(first["first_block"], 2);
@@ -621,25 +566,9 @@ fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
         assert!(ok.success());
     }
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--strategy",
-            "dd",
-            "--json",
-            "--from",
-        ])
-        .arg(&gnu)
-        .arg(&pax)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let dd = ["--drive", "lto9", "--strategy", "dd", "--from"];
+    let from = [gnu.to_str().unwrap(), pax.to_str().unwrap()];
+    let (summary, _) = backup_json(&home, &[&dd[..], &from].concat(), &[], 0);
     assert_eq!(summary["status"], "complete", "{summary}");
     let names = [
         "/proj/holes-gnu",

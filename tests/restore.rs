@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{noise, Home};
+use common::{backup_lto9, noise, pool_backup, pool_library, Home};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,27 +14,6 @@ use std::path::{Path, PathBuf};
 use tapedeck::catalog::{BackupStatus, FileKind, FileRecord, NewBackup, SegmentRecord};
 
 const MIB: u64 = 1 << 20;
-
-/// `tapedeck backup --json ARGS SRC` that must succeed: its summary.
-fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "backup failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
-}
-
-fn backup_lto9(home: &Home, src: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--drive", "lto9", "--memory-buffer", "16MiB"];
-    args.extend_from_slice(extra);
-    backup(home, &args, src)
-}
 
 /// `tapedeck restore ARGS --json`, expected to exit with `code`: the report and stderr.
 fn restore(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
@@ -419,29 +398,13 @@ fn a_job_is_restored_as_it_was_at_a_date() {
 
 /// A backup over three 6 MiB volumes in pool `p`, with one file spanning all three.
 fn spanned_backup(home: &Home) -> (PathBuf, serde_json::Value) {
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(home, "6MiB");
     let src = home.path().join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("a-small"), noise(100_000, 1)).unwrap();
     fs::write(src.join("b-huge"), noise(11_000_000, 2)).unwrap();
     fs::write(src.join("c-small"), noise(200_000, 3)).unwrap();
-    let summary = backup(
-        home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-    );
+    let summary = pool_backup(home, &src, 0);
     assert_eq!(summary["volumes"].as_array().unwrap().len(), 3, "{summary}");
     (src, summary)
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{noise, Home};
+use common::{backup_lto9, noise, pool_library, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -246,17 +246,7 @@ fn run_block(
 }
 
 fn backup(home: &Home, src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .args(["backup", "--drive", "lto9", "--pool", "p", "--json"])
-        .args(["--memory-buffer", "16MiB"])
-        .arg(src)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
+    backup_lto9(home, src, &["--pool", "p"])
 }
 
 #[test]
@@ -275,10 +265,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
     // Volume TD0001L9: a first backup (tape files 1, 2), a second (3, 4), then one that
     // starts at tape file 5 and continues on TD0002L9 at tape file 1, as the README says.
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "12MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(&home, "12MiB");
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     home.run(&["volume", "label", "--drive", "lto9", "--pool", "p"])
         .success();

@@ -5,10 +5,13 @@
 
 mod common;
 
-use common::{labelled, many_files, noise, slow_library, Home};
+use common::{
+    backup_json, labelled, many_files, noise, pool_library, slow_library, spanning_source,
+    spawn_backup_with, Home, POOL_BACKUP,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Std, Stdio};
+use std::process::Command as Std;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,26 +20,6 @@ const BLOCK: u64 = 512 * 1024;
 
 fn cartridge(home: &Home, label: &str) -> PathBuf {
     home.vlib().join("cartridges").join(label)
-}
-
-/// `tapedeck backup ARGS --json`, expected to exit with `code`: the summary and stderr.
-fn backup_json(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary = if code == 2 {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
-    };
-    (summary, stderr)
 }
 
 /// Bytes the spool's chunk files hold now (the files inside the spool directory's
@@ -171,8 +154,8 @@ fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
             spool.to_str().unwrap(),
             "--spool-size",
             "2MiB",
-            src.to_str().unwrap(),
         ],
+        &[&src],
         0,
     );
     let (seen_peak, seen_files) = watch.finish();
@@ -243,8 +226,8 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
             spool.to_str().unwrap(),
             "--spool-size",
             "1EiB",
-            src.to_str().unwrap(),
         ],
+        &[&src],
         2,
     );
     assert!(stderr.contains("free"), "{stderr}");
@@ -260,21 +243,16 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
             "tar",
             "--spool-dir",
             home.path().join("nowhere").to_str().unwrap(),
-            src.to_str().unwrap(),
         ],
+        &[&src],
         2,
     );
     assert!(stderr.contains("nowhere"), "{stderr}");
     // Spool options without the tar strategy.
     let (_, stderr) = backup_json(
         &home,
-        &[
-            "--drive",
-            "lto9",
-            "--spool-size",
-            "1GiB",
-            src.to_str().unwrap(),
-        ],
+        &["--drive", "lto9", "--spool-size", "1GiB"],
+        &[&src],
         2,
     );
     assert!(stderr.contains("--strategy tar"), "{stderr}");
@@ -296,20 +274,22 @@ fn ctrl_c_during_a_spooled_backup_drains_it_and_removes_the_spool() {
     let src = many_files(home.path(), 40, 1 << 20);
     let spool = home.path().join("spool");
     fs::create_dir(&spool).unwrap();
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    let child = Std::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .args(["backup", "--drive", "lto9", "--memory-buffer", "4MiB"])
-        .args(["--strategy", "tar", "--spool-size", "4MiB", "--json"])
-        .arg("--spool-dir")
-        .arg(&spool)
-        .arg(&src)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_backup_with(
+        &home,
+        &[
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "4MiB",
+            "--strategy",
+            "tar",
+            "--spool-size",
+            "4MiB",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+        &src,
+    );
     let data = cartridge(&home, "TD0001L9").join("00001.tar");
     for _ in 0..400 {
         if fs::metadata(&data).map(|m| m.len() > 0).unwrap_or(false) {
@@ -496,6 +476,7 @@ fn dd_of_a_file_and_a_fifo_is_one_tape_file_listing_both() {
             first.to_str().unwrap(),
             fifo.to_str().unwrap(),
         ],
+        &[],
         0,
     );
     assert!(writer.wait().unwrap().success());
@@ -538,6 +519,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
             "--from",
             junk.to_str().unwrap(),
         ],
+        &[],
         2,
     );
     assert!(stderr.contains("not a tar archive"), "{stderr}");
@@ -565,6 +547,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
     let (_, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--from", junk.to_str().unwrap()],
+        &[],
         2,
     );
     assert!(stderr.contains("--strategy dd"), "{stderr}");
@@ -582,6 +565,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
             "--from",
             junk.to_str().unwrap(),
         ],
+        &[],
         2,
     );
     assert!(stderr.contains("--incremental"), "{stderr}");
@@ -591,17 +575,8 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
 #[test]
 fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
     let archive = home.path().join("src.tar");
     let made = Std::new("tar")
         .arg("-C")
@@ -612,24 +587,8 @@ fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
         .status()
         .unwrap();
     assert!(made.success());
-    let (summary, stderr) = backup_json(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-            "--strategy",
-            "dd",
-            "--from",
-            archive.to_str().unwrap(),
-        ],
-        0,
-    );
+    let dd = ["--strategy", "dd", "--from", archive.to_str().unwrap()];
+    let (summary, stderr) = backup_json(&home, &[&POOL_BACKUP[..], &dd].concat(), &[], 0);
     assert_eq!(summary["status"], "complete", "{summary} {stderr}");
     let volumes: Vec<String> = summary["volumes"]
         .as_array()

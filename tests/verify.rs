@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{noise, Home};
+use common::{backup_lto9, noise, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,25 +18,7 @@ fn backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
         fs::write(src.join(name), noise(size, i as u64 + 1)).unwrap();
     }
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--json",
-        ])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = backup_lto9(&home, &src, &[]);
     (home, src, summary)
 }
 

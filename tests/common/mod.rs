@@ -1,6 +1,11 @@
 //! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it.
 #![allow(dead_code)] // each test crate uses its own part of this
 
+mod backup;
+
+#[allow(unused_imports)] // as above: not every crate uses every part
+pub use backup::*;
+
 use assert_cmd::Command;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,19 @@ impl Home {
         c
     }
 
+    /// The tapedeck binary as a plain process in this home, to start in the background:
+    /// no terminal, its output piped.
+    pub fn process(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"));
+        c.env("TAPEDECK_HOME", self.path())
+            .env("TAPEDECK_CONFIG", self.config())
+            .env_remove("TAPEDECK_DRIVE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         self.cmd().args(args).assert()
     }
@@ -100,29 +118,6 @@ pub fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
     src
 }
 
-/// `tapedeck backup ARGS --json SRC`, expected to exit with `code`: the JSON summary and
-/// what went to stderr.
-pub fn backup_json(
-    home: &Home,
-    args: &[&str],
-    src: &Path,
-    code: i32,
-) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    (summary, stderr)
-}
-
 /// `n` bytes that do not compress and differ by seed (xorshift; the seed is spread over
 /// the word first, so that neighbouring seeds give different bytes).
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -137,51 +132,12 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// `tapedeck backup ARGS --json SRC` started in the background (no terminal).
-pub fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process::Child {
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    std::process::Command::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// A data (or index) tape file of a virtual cartridge.
 pub fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
     home.vlib()
         .join("cartridges")
         .join(volume)
         .join(format!("{n:05}.tar"))
-}
-
-/// A backup of `src` into pool `p` on the LTO-9 drive with 64 KiB blocks and a 4 MiB
-/// buffer, expected to exit with `code`: its JSON summary.
-pub fn pool_backup(home: &Home, src: &Path, code: i32) -> serde_json::Value {
-    backup_json(
-        home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        src,
-        code,
-    )
-    .0
 }
 
 /// A JSON array of strings.
