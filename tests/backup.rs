@@ -4,11 +4,11 @@
 mod common;
 
 use common::{
-    backup_json, backup_lto9, labelled, many_files, pool_backup, pool_library, slow_library,
-    spanning_source, spawn_backup_with, strings, Home,
+    backup_json, backup_lto9, labelled, many_files, member_name, pool_backup, pool_library,
+    read_index, same_files, slow_library, spanning_source, spawn_backup_with, strings, tape_file,
+    tar_extract_ok, tar_extract_volumes, tar_list, under, Home,
 };
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
@@ -34,10 +34,6 @@ fn source_tree(root: &Path) -> PathBuf {
     src
 }
 
-fn cartridge(home: &Home) -> PathBuf {
-    home.vlib().join("cartridges/TD0001L9")
-}
-
 #[test]
 fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     let home = Home::with_fast_vlib();
@@ -50,32 +46,21 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert!(summary["files"].as_u64().unwrap() >= 57, "{summary}");
 
     // Plain GNU tar lists and extracts the data tape file.
-    let data = cartridge(&home).join("00001.tar");
-    let out = Std::new("tar").arg("-tf").arg(&data).output().unwrap();
+    let data = tape_file(&home, "TD0001L9", 1);
+    let listing = tar_list(&data);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        listing.contains(&member_name(&src.join("big.bin"))),
+        "{listing:?}"
     );
-    let listing = String::from_utf8(out.stdout).unwrap();
-    let member = |p: &Path| p.strip_prefix("/").unwrap().to_str().unwrap().to_string();
-    assert!(listing.contains(&member(&src.join("big.bin"))), "{listing}");
-    assert!(listing.contains("file-with-a-long-path.txt"), "{listing}");
+    assert!(
+        listing
+            .iter()
+            .any(|m| m.contains("file-with-a-long-path.txt")),
+        "{listing:?}"
+    );
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let out = Std::new("tar")
-        .arg("-xf")
-        .arg(&data)
-        .arg("-C")
-        .arg(&restore)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = restore.join(member(&src));
+    tar_extract_ok(&data, &restore);
+    let back = under(&restore, &src);
     assert_eq!(
         fs::read(back.join("big.bin")).unwrap(),
         fs::read(src.join("big.bin")).unwrap()
@@ -91,10 +76,7 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert_eq!(fs::read(back.join("hard.bin")).unwrap().len(), 3_000_000);
 
     // The index tape file follows, one member with a JSON line per file.
-    let index = cartridge(&home).join("00002.tar");
-    let mut archive = tar::Archive::new(fs::File::open(&index).unwrap());
-    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
-    let name = entry.path().unwrap().display().to_string();
+    let (name, lines) = read_index(&tape_file(&home, "TD0001L9", 2));
     assert_eq!(
         name,
         format!(
@@ -102,13 +84,6 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
             summary["uuid"].as_str().unwrap()
         )
     );
-    let mut zst = Vec::new();
-    entry.read_to_end(&mut zst).unwrap();
-    let text = String::from_utf8(zstd::decode_all(zst.as_slice()).unwrap()).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines[0]["uuid"], summary["uuid"]);
     let big = lines
         .iter()
@@ -169,7 +144,7 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     // A second backup goes after the first one's index, never over it.
     let again = backup_lto9(&home, &src.join("docs"), &[]);
     assert_eq!(again["tape_file"], 3, "{again}");
-    assert!(cartridge(&home).join("00001.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 1).exists());
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "appendable", "{volume}");
     assert_eq!(volume["tape_files"], 5, "{volume}");
@@ -182,7 +157,7 @@ fn a_missing_source_is_refused_before_the_tape_moves() {
     home.run(&["backup", "--drive", "lto9", "/no/such/path"])
         .code(2)
         .stderr(predicates::str::contains("/no/such/path"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -196,7 +171,7 @@ fn a_buffer_larger_than_memory_allows_is_refused_with_the_figures() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("largest buffer accepted"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -238,7 +213,7 @@ fn without_a_fitting_cartridge_a_pool_backup_is_refused_with_the_reasons() {
         .code(2)
         .stderr(predicates::str::contains("belongs to pool monthly"))
         .stderr(predicates::str::contains("no cartridge in the library"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -301,9 +276,7 @@ fn device_writes_the_bare_tar_stream() {
         .success();
     let len = fs::metadata(&out).unwrap().len();
     assert_eq!(len % (64 * 1024), 0, "whole blocks only");
-    let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
-    assert!(list.status.success());
-    assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
+    assert!(tar_list(&out).iter().any(|m| m.contains("big.bin")));
 }
 
 fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
@@ -312,7 +285,7 @@ fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
 
 /// Waits until the backup has written its first data block to the virtual tape.
 fn wait_for_data(home: &Home) {
-    let file = cartridge(home).join("00001.tar");
+    let file = tape_file(home, "TD0001L9", 1);
     for _ in 0..200 {
         if fs::metadata(&file).map(|m| m.len() > 0).unwrap_or(false) {
             return;
@@ -348,17 +321,7 @@ fn ctrl_c_ends_the_tape_file_cleanly_and_marks_the_backup_aborted() {
     assert!(saved > 0 && saved < 61, "{summary}");
 
     // The tape file is a whole tar archive holding exactly the saved members.
-    let list = Std::new("tar")
-        .arg("-tf")
-        .arg(cartridge(&home).join("00001.tar"))
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let listed = String::from_utf8(list.stdout).unwrap().lines().count() as u64;
+    let listed = tar_list(&tape_file(&home, "TD0001L9", 1)).len() as u64;
     assert!(
         listed >= saved,
         "{listed} members on tape, {saved} recorded"
@@ -396,7 +359,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     let status = home.json(&["status", "--json"]).to_string();
     assert!(status.contains("failed"), "{status}");
     // The killed backup's partial tape file is still there, untouched.
-    assert!(cartridge(&home).join("00001.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -448,7 +411,7 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     // What was recorded is on tape: GNU tar reads the tape file up to where it ends.
     let list = Std::new("tar")
         .arg("-tf")
-        .arg(cartridge(&home).join("00001.tar"))
+        .arg(tape_file(&home, "TD0001L9", 1))
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&list.stdout).lines().count() as u64;
@@ -568,9 +531,7 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
         })
         .unwrap();
     assert_eq!(last_block, Some(2));
-    let on_tape = fs::metadata(cartridge(&home).join("00001.tar"))
-        .unwrap()
-        .len();
+    let on_tape = fs::metadata(tape_file(&home, "TD0001L9", 1)).unwrap().len();
     assert_eq!(
         on_tape, tape_bytes,
         "the tape file holds exactly what was written"
@@ -698,38 +659,12 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
 
     // GNU tar alone restores it from the volumes' data tape files, in order.
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&restore);
-    for v in &volumes {
-        tar.arg("-f")
-            .arg(home.vlib().join("cartridges").join(v).join("00001.tar"));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = restore.join(src.strip_prefix("/").unwrap());
-    for entry in fs::read_dir(&src).unwrap() {
-        let entry = entry.unwrap();
-        assert_eq!(
-            fs::read(entry.path()).unwrap(),
-            fs::read(back.join(entry.file_name())).unwrap(),
-            "{:?} differs",
-            entry.file_name()
-        );
-    }
+    tar_extract_volumes(&home, &volumes, &restore);
+    same_files(&src, &under(&restore, &src));
     // Each volume's part lists alone (GNU tar notes the cut at its end).
     let alone = Std::new("tar")
         .arg("-tf")
-        .arg(
-            home.vlib()
-                .join("cartridges")
-                .join(&volumes[1])
-                .join("00001.tar"),
-        )
+        .arg(tape_file(&home, &volumes[1], 1))
         .output()
         .unwrap();
     assert!(!alone.stdout.is_empty());
@@ -753,12 +688,7 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let first = home.json(&["volume", "show", "--tape", &volumes[0], "--json"]);
     assert_eq!(first["status"], "full", "{first}");
     let last = volumes.last().unwrap();
-    assert!(home
-        .vlib()
-        .join("cartridges")
-        .join(last)
-        .join("00002.tar")
-        .exists());
+    assert!(tape_file(&home, last, 2).exists());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Home;
+use common::{tape_file, Home};
 use predicates::prelude::*;
 use std::fs;
 use tapedeck::catalog::{BackupStatus, Catalog, FileKind, FileRecord, NewBackup, SegmentRecord};
@@ -131,7 +131,7 @@ fn labelling_writes_tape_file_zero_that_tar_reads() {
     .stdout(predicate::str::contains(
         "Labelled TD0001L9 in lto9 (pool daily, 256 KiB blocks)",
     ));
-    let label_file = h.path().join("vlib/cartridges/TD0001L9/00000.tar");
+    let label_file = tape_file(&h, "TD0001L9", 0);
     assert_eq!(fs::metadata(&label_file).unwrap().len(), 256 * 1024);
     let out = std::process::Command::new("tar")
         .arg("-xOf")

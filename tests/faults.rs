@@ -5,11 +5,11 @@
 mod common;
 
 use common::{
-    backup_json, noise, pool_backup, pool_library, spanning_source, strings, tape_file, Home,
+    backup_json, noise, pool_backup, pool_library, spanning_source, strings, tape_file,
+    tar_extract, tar_extract_ok, tar_extract_volumes, under, Home,
 };
 use std::fs;
 use std::path::Path;
-use std::process::Command as Std;
 
 /// A library of small LTO-9 cartridges and a pool `p`; the first cartridge is loaded.
 fn library(home: &Home, capacity: &str) {
@@ -33,17 +33,6 @@ fn placed(home: &Home, path: &Path) -> Vec<(String, u64)> {
             )
         })
         .collect()
-}
-
-fn extract(file: &Path, into: &Path) -> std::process::Output {
-    fs::create_dir_all(into).unwrap();
-    Std::new("tar")
-        .arg("-xf")
-        .arg(file)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -86,13 +75,8 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
 
     // GNU tar restores the file in flight and the rest from the next volume alone...
     let out = home.path().join("out");
-    let done = extract(&tape_file(&home, &volumes[1], 1), &out);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = out.join(src.strip_prefix("/").unwrap());
+    tar_extract_ok(&tape_file(&home, &volumes[1], 1), &out);
+    let back = under(&out, &src);
     assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(5_000_000, 2));
     for i in 0..10 {
         assert_eq!(
@@ -103,8 +87,8 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
     assert!(!back.join("a-first").exists());
     // ...and what came before the error from the failed one.
     let early = home.path().join("early");
-    extract(&tape_file(&home, "TD0001L9", 1), &early);
-    let back = early.join(src.strip_prefix("/").unwrap());
+    tar_extract(&tape_file(&home, "TD0001L9", 1), &early);
+    let back = under(&early, &src);
     assert_eq!(fs::read(back.join("a-first")).unwrap(), noise(1_000_000, 1));
     // The index is on the last volume.
     assert!(tape_file(&home, &volumes[1], 2).exists());
@@ -133,8 +117,8 @@ fn a_write_error_on_the_volume_a_span_continued_on_rewrites_the_split_file_whole
     // written whole on the third and recorded there only.
     assert_eq!(placed(&home, &src.join("b-big")), [(volumes[2].clone(), 1)]);
     let out = home.path().join("out");
-    let done = extract(&tape_file(&home, &volumes[2], 1), &out);
-    let back = out.join(src.strip_prefix("/").unwrap());
+    let done = tar_extract(&tape_file(&home, &volumes[2], 1), &out);
+    let back = under(&out, &src);
     assert!(
         back.join("b-big").exists(),
         "{}",
@@ -233,19 +217,8 @@ fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
     assert_eq!(volumes.len(), 3, "{summary}");
     assert_eq!(volumes[1], "TD0002L9", "{summary}");
     let out = home.path().join("out");
-    fs::create_dir(&out).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&out);
-    for v in &volumes {
-        tar.arg("-f").arg(tape_file(&home, v, 1));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = out.join(src.strip_prefix("/").unwrap());
+    tar_extract_volumes(&home, &volumes, &out);
+    let back = under(&out, &src);
     assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(3_000_000, 2));
     let segments = placed(&home, &src.join("b-big"));
     assert!(segments.len() >= 2, "{segments:?}");

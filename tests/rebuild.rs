@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{backup_json, backup_lto9, noise, pool_backup, pool_library, spanning_source, Home};
+use common::{
+    backup_json, backup_lto9, noise, pool_backup, pool_library, spanning_source, tape_file, under,
+    Home,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -168,11 +171,19 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
         back.to_str().unwrap(),
     ])
     .success();
-    let inside = |p: &Path| back.join(p.strip_prefix("/").unwrap());
-    assert_eq!(fs::read(inside(&notes)).unwrap(), fs::read(&notes).unwrap());
+    assert_eq!(
+        fs::read(under(&back, &notes)).unwrap(),
+        fs::read(&notes).unwrap()
+    );
     let big = src.join("home/me/big.bin");
-    assert_eq!(fs::read(inside(&big)).unwrap(), fs::read(&big).unwrap());
-    assert_eq!(fs::read(inside(&page)).unwrap(), fs::read(&page).unwrap());
+    assert_eq!(
+        fs::read(under(&back, &big)).unwrap(),
+        fs::read(&big).unwrap()
+    );
+    assert_eq!(
+        fs::read(under(&back, &page)).unwrap(),
+        fs::read(&page).unwrap()
+    );
     home.run(&["catalog", "check"]).success();
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["pool"], "daily");
@@ -213,7 +224,7 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
     let original = versions(&home, &big);
     forget_catalogue(&home);
     // Damage the compressed index inside tape file 2.
-    let index = home.vlib().join("cartridges/TD0001L9/00002.tar");
+    let index = tape_file(&home, "TD0001L9", 2);
     let mut bytes = fs::read(&index).unwrap();
     for b in &mut bytes[600..700] {
         *b = 0;
@@ -327,10 +338,7 @@ fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
         back.to_str().unwrap(),
     ])
     .success();
-    assert!(
-        fs::read(back.join(files[1].strip_prefix("/").unwrap())).unwrap()
-            == fs::read(&files[1]).unwrap()
-    );
+    assert!(fs::read(under(&back, &files[1])).unwrap() == fs::read(&files[1]).unwrap());
     for v in &volumes[..volumes.len() - 1] {
         let shown = home.json(&["volume", "show", "--tape", v, "--json"]);
         assert_eq!(shown["status"], "full", "{shown}");
@@ -582,11 +590,7 @@ fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
         .map(|n| versions(&home, Path::new(n))[0].clone())
         .collect();
     forget_catalogue(&home);
-    fs::write(
-        home.vlib().join("cartridges/TD0001L9/00002.tar"),
-        vec![0u8; 512 * 1024],
-    )
-    .unwrap();
+    fs::write(tape_file(&home, "TD0001L9", 2), vec![0u8; 512 * 1024]).unwrap();
     let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
     assert_eq!(report["backups"][0]["source"], "scan", "{report}");
     assert!(report["notes"].to_string().contains("sparse"), "{report}");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{backup_lto9, noise, pool_backup, pool_library, Home};
+use common::{backup_lto9, noise, pool_backup, pool_library, same_files, tape_file, under, Home};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -30,17 +30,9 @@ fn restore(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String)
     (report, stderr)
 }
 
-fn under(to: &Path, path: &Path) -> PathBuf {
-    to.join(path.strip_prefix("/").unwrap())
-}
-
-fn cartridge_dir(home: &Home, label: &str) -> PathBuf {
-    home.vlib().join("cartridges").join(label)
-}
-
 fn bytes_read(home: &Home, label: &str) -> u64 {
     let meta: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(cartridge_dir(home, label).join("cartridge.json")).unwrap(),
+        &fs::read_to_string(home.cartridge(label).join("cartridge.json")).unwrap(),
     )
     .unwrap();
     meta["counters"]["bytes_read"].as_u64().unwrap()
@@ -268,10 +260,7 @@ fn a_whole_tape_and_patterns() {
         0,
     );
     assert_eq!(report["failed"], 0, "{report}");
-    for entry in fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        assert_eq!(fs::read(under(&to, &p)).unwrap(), fs::read(&p).unwrap());
-    }
+    same_files(&src, &under(&to, &src));
     assert_eq!(
         fs::read(under(&to, &more.join("second.txt"))).unwrap(),
         b"second backup"
@@ -623,7 +612,7 @@ fn raw_header(m: &Crafted) -> [u8; 512] {
 /// as one complete backup. Returns the backup's uuid.
 fn craft_tape(home: &Home, label: &str, members: &[Crafted]) -> String {
     let block = 512 * 1024u64;
-    let dir = cartridge_dir(home, label);
+    let dir = home.cartridge(label);
     let mut tape = fs::File::create(dir.join("00001.tar")).unwrap();
     let mut places = Vec::new();
     let mut at = 0u64;
@@ -904,7 +893,7 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(stderr.contains("nothing matches"), "{stderr}");
 
     // A foreign tape file where the catalogue places members: damaged, named, no panic.
-    let data = cartridge_dir(&home, "TD0001L9").join("00001.tar");
+    let data = tape_file(&home, "TD0001L9", 1);
     let len = fs::metadata(&data).unwrap().len() as usize;
     fs::write(&data, noise(len, 77)).unwrap();
     let to = home.path().join("to");

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{backup_lto9, noise, pool_library, Home};
+use common::{backup_lto9, noise, pool_library, under, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -299,10 +299,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
 
     let work = home.path().join("work");
     let mut tape = Tape {
-        cartridges: volumes
-            .iter()
-            .map(|v| home.vlib().join("cartridges").join(v))
-            .collect(),
+        cartridges: volumes.iter().map(|v| home.cartridge(v)).collect(),
         loaded: 0,
         file: 0,
         block: 0,
@@ -366,7 +363,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
         run_block(&blocks[block], &mut tape, &dir, member, &[]);
         assert_eq!(tape.loaded, 1, "the second volume was loaded");
         for name in ["a-big", "b-big"] {
-            let back = dir.join(big.strip_prefix("/").unwrap()).join(name);
+            let back = under(&dir, &big).join(name);
             assert!(
                 fs::read(&back).unwrap() == fs::read(big.join(name)).unwrap(),
                 "block {block}: {name} differs"

@@ -6,8 +6,9 @@
 mod common;
 
 use common::{
-    backup_json, labelled, many_files, noise, pool_library, slow_library, spanning_source,
-    spawn_backup_with, Home, POOL_BACKUP,
+    backup_json, labelled, many_files, noise, pool_library, same_files, slow_library,
+    spanning_source, spawn_backup_with, strings, tape_file, tar_extract_ok, tar_extract_volumes,
+    tar_list, under, Home, POOL_BACKUP,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,10 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const BLOCK: u64 = 512 * 1024;
-
-fn cartridge(home: &Home, label: &str) -> PathBuf {
-    home.vlib().join("cartridges").join(label)
-}
 
 /// Bytes the spool's chunk files hold now (the files inside the spool directory's
 /// `tapedeck-spool-*` directories; a file deleted while looked at counts as gone).
@@ -95,34 +92,6 @@ impl SpoolWatch {
     }
 }
 
-fn extract(archive: &Path, into: &Path) {
-    fs::create_dir_all(into).unwrap();
-    let out = Std::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn same_tree(src: &Path, back: &Path) {
-    for entry in fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        assert_eq!(
-            fs::read(entry.path()).unwrap(),
-            fs::read(back.join(entry.file_name())).unwrap(),
-            "{:?} differs",
-            entry.file_name()
-        );
-    }
-}
-
 #[test]
 fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
     let home = Home::new();
@@ -181,8 +150,8 @@ fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
 
     // GNU tar extracts it byte for byte.
     let restore = home.path().join("restore");
-    extract(&cartridge(&home, "TD0001L9").join("00001.tar"), &restore);
-    same_tree(&src, &restore.join(src.strip_prefix("/").unwrap()));
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 1), &restore);
+    same_files(&src, &under(&restore, &src));
 
     // The catalogue records the strategy and the files at their places.
     let db = rusqlite::Connection::open(home.db()).unwrap();
@@ -257,7 +226,7 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
     );
     assert!(stderr.contains("--strategy tar"), "{stderr}");
     // Nothing went to tape, nothing to the catalogue, nothing was left in the spool.
-    assert!(!cartridge(&home, "TD0001L9").join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
     let db = rusqlite::Connection::open(home.db()).unwrap();
     let backups: i64 = db
         .query_row("SELECT count(*) FROM backups", [], |r| r.get(0))
@@ -290,7 +259,7 @@ fn ctrl_c_during_a_spooled_backup_drains_it_and_removes_the_spool() {
         ],
         &src,
     );
-    let data = cartridge(&home, "TD0001L9").join("00001.tar");
+    let data = tape_file(&home, "TD0001L9", 1);
     for _ in 0..400 {
         if fs::metadata(&data).map(|m| m.len() > 0).unwrap_or(false) {
             break;
@@ -311,13 +280,7 @@ fn ctrl_c_during_a_spooled_backup_drains_it_and_removes_the_spool() {
     assert!(saved > 0 && saved < 41, "{summary}");
     // The spool is gone; the tape file is a whole archive with at least the saved files.
     assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
-    let list = Std::new("tar").arg("-tf").arg(&data).output().unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    assert!(String::from_utf8(list.stdout).unwrap().lines().count() as u64 >= saved);
+    assert!(tar_list(&data).len() as u64 >= saved);
 }
 
 /// A tree to pack with GNU tar: files, a subdirectory, a symlink, a long name.
@@ -339,12 +302,11 @@ fn long_name() -> String {
 /// Checks that `segment` (from `find --json`) points at the start of `member`: GNU tar
 /// reading the tape file from that block and offset lists `member` first.
 fn member_at(home: &Home, label: &str, segment: &serde_json::Value, member: &str) {
-    let tape_file = segment["tape_file"].as_u64().unwrap();
-    let file = cartridge(home, label).join(format!("{tape_file:05}.tar"));
-    let bytes = fs::read(&file).unwrap();
+    let n = segment["tape_file"].as_u64().unwrap();
+    let bytes = fs::read(tape_file(home, label, n)).unwrap();
     // The data tape file after the label's block and filemark starts at block 2; later
     // ones after earlier files: the first block of this one is found from its size.
-    let first_block = first_block_of(home, label, tape_file);
+    let first_block = first_block_of(home, label, n);
     let block = segment["block"].as_u64().unwrap();
     let at = ((block - first_block) * BLOCK + segment["offset"].as_u64().unwrap()) as usize;
     let rest = home.path().join("rest.tar");
@@ -364,9 +326,7 @@ fn member_at(home: &Home, label: &str, segment: &serde_json::Value, member: &str
 fn first_block_of(home: &Home, label: &str, n: u64) -> u64 {
     (0..n)
         .map(|k| {
-            let len = fs::metadata(cartridge(home, label).join(format!("{k:05}.tar")))
-                .unwrap()
-                .len();
+            let len = fs::metadata(tape_file(home, label, k)).unwrap().len();
             len.div_ceil(BLOCK) + 1
         })
         .sum()
@@ -404,7 +364,7 @@ fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers
 
     // The tape file is the archive: GNU tar restores it.
     let restore = home.path().join("restore");
-    extract(&cartridge(&home, "TD0001L9").join("00001.tar"), &restore);
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 1), &restore);
     assert_eq!(
         fs::read(restore.join("proj/sub/b.bin")).unwrap(),
         noise(300_000, 1)
@@ -435,7 +395,7 @@ fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers
         .unwrap();
     assert_eq!(strategy, "dd");
     // The index tape file follows, as for any backup.
-    assert!(cartridge(&home, "TD0001L9").join("00002.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 2).exists());
     let _ = src;
 }
 
@@ -485,16 +445,17 @@ fn dd_of_a_file_and_a_fifo_is_one_tape_file_listing_both() {
     assert_eq!(summary["volumes"].as_array().unwrap().len(), 1);
 
     // One tape file, one archive: GNU tar lists both sets without `--ignore-zeros`.
-    let list = Std::new("tar")
-        .arg("-tf")
-        .arg(cartridge(&home, "TD0001L9").join("00001.tar"))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8(list.stdout).unwrap();
-    assert!(listing.contains("one/sub/b.bin"), "{listing}");
-    assert!(listing.contains("two/sub/b.bin"), "{listing}");
-    assert_eq!(listing.lines().count(), 12, "{listing}");
-    assert!(cartridge(&home, "TD0001L9").join("00002.tar").exists());
+    let listing = tar_list(&tape_file(&home, "TD0001L9", 1));
+    assert!(
+        listing.iter().any(|m| m.contains("one/sub/b.bin")),
+        "{listing:?}"
+    );
+    assert!(
+        listing.iter().any(|m| m.contains("two/sub/b.bin")),
+        "{listing:?}"
+    );
+    assert_eq!(listing.len(), 12, "{listing:?}");
+    assert!(tape_file(&home, "TD0001L9", 2).exists());
     let two = find_one(&home, "/two/sub/b.bin");
     assert_eq!(
         two["blake3"],
@@ -569,7 +530,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
         2,
     );
     assert!(stderr.contains("--incremental"), "{stderr}");
-    assert!(!cartridge(&home, "TD0001L9").join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -590,28 +551,12 @@ fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let dd = ["--strategy", "dd", "--from", archive.to_str().unwrap()];
     let (summary, stderr) = backup_json(&home, &[&POOL_BACKUP[..], &dd].concat(), &[], 0);
     assert_eq!(summary["status"], "complete", "{summary} {stderr}");
-    let volumes: Vec<String> = summary["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let volumes = strings(&summary["volumes"]);
     assert!(volumes.len() >= 3, "{summary}");
 
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&restore);
-    for v in &volumes {
-        tar.arg("-f").arg(cartridge(&home, v).join("00001.tar"));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    same_tree(&src, &restore.join("src"));
+    tar_extract_volumes(&home, &volumes, &restore);
+    same_files(&src, &restore.join("src"));
 
     // A member cut by a volume end has one segment per part, adding up.
     let b = find_one(&home, "/src/b-big");

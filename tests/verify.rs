@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{backup_lto9, noise, Home};
+use common::{backup_lto9, noise, tape_file, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -20,10 +20,6 @@ fn backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let summary = backup_lto9(&home, &src, &[]);
     (home, src, summary)
-}
-
-fn data_file(home: &Home) -> PathBuf {
-    home.vlib().join("cartridges/TD0001L9/00001.tar")
 }
 
 /// `tapedeck verify ARGS --json`, expected to exit with `code`: the report and stderr.
@@ -79,7 +75,7 @@ fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
     assert_eq!(report["data_bytes"], 2_700_000);
 
     // One byte in the middle of b's data.
-    let tape = data_file(&home);
+    let tape = tape_file(&home, "TD0001L9", 1);
     let b = noise(900_000, 2);
     let at = position_of(&fs::read(&tape).unwrap(), &b[400_000..400_064]) + 32;
     flip(&tape, at);
@@ -113,7 +109,7 @@ fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
 #[test]
 fn a_damaged_header_and_a_cut_tape_file_are_found_by_quick_verify() {
     let (home, src, _) = backed_up(900_000);
-    let tape = data_file(&home);
+    let tape = tape_file(&home, "TD0001L9", 1);
     let bytes = fs::read(&tape).unwrap();
     // c's header: its name, inside the 512-byte record before c's data.
     let c = noise(900_000, 3);

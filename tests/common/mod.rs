@@ -2,9 +2,12 @@
 #![allow(dead_code)] // each test crate uses its own part of this
 
 mod backup;
+mod tape;
 
 #[allow(unused_imports)] // as above: not every crate uses every part
 pub use backup::*;
+#[allow(unused_imports)]
+pub use tape::*;
 
 use assert_cmd::Command;
 use std::fs;
@@ -42,6 +45,11 @@ impl Home {
 
     pub fn vlib(&self) -> PathBuf {
         self.path().join("vlib")
+    }
+
+    /// The directory of a virtual cartridge: its tape files and `cartridge.json`.
+    pub fn cartridge(&self, label: &str) -> PathBuf {
+        self.vlib().join("cartridges").join(label)
     }
 
     pub fn db(&self) -> PathBuf {
@@ -130,14 +138,6 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// A data (or index) tape file of a virtual cartridge.
-pub fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
-    home.vlib()
-        .join("cartridges")
-        .join(volume)
-        .join(format!("{n:05}.tar"))
 }
 
 /// A JSON array of strings.
