@@ -4,9 +4,9 @@
 mod common;
 
 use common::{
-    backup_json, backup_lto9, labelled, many_files, member_name, pool_backup, pool_library,
-    read_index, same_files, slow_library, spanning_source, spawn_backup_with, strings, tape_file,
-    tar_extract_ok, tar_extract_volumes, tar_list, under, Home,
+    backup_json, backup_lto9, labelled, many_files, member_name, only_version, pool_backup,
+    pool_library, read_index, same_files, slow_library, spanning_source, spawn_backup_with,
+    strings, tape_file, tar_extract_ok, tar_extract_volumes, tar_list, under, Home,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -131,14 +131,8 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert!(text.contains(&expected), "{text}");
 
     // The session's counters are kept with the drive's statistics.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let counters: String = db
-        .query_row(
-            "SELECT counters FROM drive_stats WHERE drive = 'lto9' AND phase = 'after'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let counters: String =
+        home.sql_value("SELECT counters FROM drive_stats WHERE drive = 'lto9' AND phase = 'after'");
     assert!(counters.contains("writer_stops"), "{counters}");
 
     // A second backup goes after the first one's index, never over it.
@@ -246,10 +240,7 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
         "{summary}"
     );
     // Whatever is recorded ends before the failed block.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let recorded: i64 = db
-        .query_row("SELECT COUNT(*) FROM tape_errors", [], |r| r.get(0))
-        .unwrap();
+    let recorded: i64 = home.sql_value("SELECT COUNT(*) FROM tape_errors");
     assert_eq!(recorded, 1);
     let status = home.json(&["status", "--json"]).to_string();
     assert!(status.contains("failed"), "{status}");
@@ -524,12 +515,7 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
     assert_eq!(summary["status"], "aborted", "{summary}");
     // Every member recorded lies inside what was written.
     let tape_bytes = summary["tape_bytes"].as_u64().unwrap();
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let last_block: Option<i64> = db
-        .query_row("SELECT MAX(first_block) FROM backup_volumes", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let last_block: Option<i64> = home.sql_value("SELECT MAX(first_block) FROM backup_volumes");
     assert_eq!(last_block, Some(2));
     let on_tape = fs::metadata(tape_file(&home, "TD0001L9", 1)).unwrap().len();
     assert_eq!(
@@ -670,13 +656,8 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     assert!(!alone.stdout.is_empty());
 
     // A file cut by a volume end has one segment per part, in order, adding up.
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("b-big").to_str().unwrap(),
-    ]);
-    let segments = found[0]["segments"].as_array().unwrap();
+    let found = only_version(&home, src.join("b-big"));
+    let segments = found["segments"].as_array().unwrap();
     assert_eq!(segments.len(), 2, "{found}");
     assert_eq!(segments[0]["volume"], volumes[0].as_str());
     assert_eq!(segments[1]["volume"], volumes[1].as_str());

@@ -268,7 +268,7 @@ fn find_and_list_answer_from_the_catalogue() {
 fn a_catalogue_from_a_newer_tapedeck_is_refused() {
     let h = Home::with_fast_vlib();
     h.run(&["pool", "list"]).success();
-    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let conn = h.sql();
     conn.pragma_update(None, "user_version", 42).unwrap();
     drop(conn);
     h.run(&["pool", "list"])
@@ -294,7 +294,7 @@ fn check_and_online_backup() {
     h.run(&["catalog", "backup", "--to", copy.to_str().unwrap()])
         .code(2)
         .stderr(predicate::str::contains("refusing to overwrite"));
-    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let conn = h.sql();
     conn.execute(
         "INSERT INTO volumes (label, status, used, capacity) VALUES ('BAD', 'empty', 20, 10)",
         [],

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    backup_json, noise, pool_backup, pool_library, spanning_source, strings, tape_file,
-    tar_extract, tar_extract_ok, tar_extract_volumes, under, Home,
+    backup_json, noise, only_version, pool_backup, pool_library, spanning_source, strings,
+    tape_file, tar_extract, tar_extract_ok, tar_extract_volumes, under, versions, Home,
 };
 use std::fs;
 use std::path::Path;
@@ -19,10 +19,7 @@ fn library(home: &Home, capacity: &str) {
 
 /// Where `find` says the only version of `path` is: (volume, tape file) of each segment.
 fn placed(home: &Home, path: &Path) -> Vec<(String, u64)> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    let versions = found.as_array().unwrap();
-    assert_eq!(versions.len(), 1, "{found}");
-    versions[0]["segments"]
+    only_version(home, path)["segments"]
         .as_array()
         .unwrap()
         .iter()
@@ -165,13 +162,8 @@ fn when_every_volume_fails_the_backup_fails_naming_the_volumes() {
         assert_eq!(shown["status"], "error", "{shown}");
     }
     // Nothing is recorded that is not on tape.
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("big").to_str().unwrap(),
-    ]);
-    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+    let found = versions(&home, src.join("big"));
+    assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]
@@ -200,8 +192,8 @@ fn a_changer_that_fails_to_move_fails_the_backup_naming_the_volume_and_the_file(
         placed(&home, &src.join("a-big")),
         [("TD0001L9".to_string(), 1)]
     );
-    let found = home.json(&["find", "--json", "--file", in_flight.to_str().unwrap()]);
-    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+    let found = versions(&home, &in_flight);
+    assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]

@@ -26,10 +26,7 @@ fn backup(home: &Home, job: &str, args: &[&str], src: &Path) -> Value {
 
 /// Every version of `path` the catalogue knows, newest first: (backup kind, member type).
 fn versions(home: &Home, path: &Path) -> Vec<(String, String)> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    found
-        .as_array()
-        .unwrap()
+    common::versions(home, path)
         .iter()
         .map(|v| {
             (

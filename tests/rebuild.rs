@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     backup_json, backup_lto9, noise, pool_backup, pool_library, spanning_source, tape_file, under,
-    Home,
+    versions, Home,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,12 +41,6 @@ fn forget_catalogue(home: &Home) {
     }
 }
 
-/// `find --json --file PATH`.
-fn versions(home: &Home, path: &Path) -> Vec<serde_json::Value> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    found.as_array().unwrap().clone()
-}
-
 /// What must survive a rebuild of a file version.
 fn essence(v: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
@@ -58,36 +52,24 @@ fn essence(v: &serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// `tapedeck catalog rebuild --drive lto9 --json --tape TAPE EXTRA`, expected to exit with
+/// `code`: the report and stderr.
 fn rebuild(home: &Home, tape: &str, extra: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--json", "--tape", tape,
-        ])
-        .args(extra)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
+    let args = [
+        "catalog", "rebuild", "--drive", "lto9", "--json", "--tape", tape,
+    ];
+    home.json_report(&[&args[..], extra].concat(), code)
 }
 
 /// Puts the cartridge `barcode` into drive lto9 (the one there goes back to its slot).
 fn load(home: &Home, barcode: &str) {
-    let lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
-            .unwrap();
-    if lib["drives"][0]["cartridge"] == barcode {
+    if home.library()["drives"][0]["cartridge"] == barcode {
         return;
     }
-    if !lib["drives"][0]["cartridge"].is_null() {
+    if !home.library()["drives"][0]["cartridge"].is_null() {
         home.run(&["unload", "--drive", "lto9"]).success();
     }
-    let lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
-            .unwrap();
+    let lib = home.library();
     let slot = lib["slots"]
         .as_array()
         .unwrap()
@@ -260,7 +242,7 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
     );
     assert_eq!(found[0]["segments"], original[0]["segments"]);
     assert_eq!(found[0]["mode"], original[0]["mode"]);
-    let link = versions(&home, &src.join("home/me/link"));
+    let link = versions(&home, src.join("home/me/link"));
     assert_eq!(link[0]["link"], "notes.txt");
     home.run(&["catalog", "check"]).success();
     // Scanning again does not scan what is recorded.
@@ -524,7 +506,7 @@ fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_rea
         .filter(|b| b["source"] == "scan" && b["tape_file"] == 1)
         .collect();
     assert_eq!(scanned.len(), 1, "{report}");
-    let page = versions(&home, &src.join("home/me/docs/page03.txt"));
+    let page = versions(&home, src.join("home/me/docs/page03.txt"));
     assert_eq!(page.len(), 2, "both backups' copies");
     home.run(&["catalog", "check"]).success();
 }

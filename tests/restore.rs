@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{backup_lto9, noise, pool_backup, pool_library, same_files, tape_file, under, Home};
+use common::{
+    backup_lto9, noise, only_version, pool_backup, pool_library, same_files, tape_file, under, Home,
+};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,17 +19,7 @@ const MIB: u64 = 1 << 20;
 
 /// `tapedeck restore ARGS --json`, expected to exit with `code`: the report and stderr.
 fn restore(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("restore")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
+    home.json_report(&[&["restore"][..], args, &["--json"]].concat(), code)
 }
 
 fn bytes_read(home: &Home, label: &str) -> u64 {
@@ -331,7 +323,7 @@ fn a_job_is_restored_as_it_was_at_a_date() {
     assert_eq!(second["kind"], "incremental", "{second}");
     assert_eq!(second["deleted"], 1, "{second}");
     // Known start times, so dates fall between the two.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
+    let db = home.sql();
     for (backup, at) in [(&first, 1000), (&second, 2000)] {
         db.execute(
             "UPDATE backups SET started_at = ?1 WHERE uuid = ?2",
@@ -403,8 +395,8 @@ fn a_file_split_over_three_volumes_is_joined_with_changer_loads() {
     let home = Home::new();
     let (src, summary) = spanned_backup(&home);
     let huge = src.join("b-huge");
-    let found = home.json(&["find", "--json", "--file", huge.to_str().unwrap()]);
-    assert_eq!(found[0]["segments"].as_array().unwrap().len(), 3, "{found}");
+    let found = only_version(&home, &huge);
+    assert_eq!(found["segments"].as_array().unwrap().len(), 3, "{found}");
     // The drive holds the last volume; the plan starts with the first.
     let plan = home.json(&[
         "restore",
@@ -458,16 +450,7 @@ fn a_volume_not_in_the_library_is_waited_for_and_the_split_file_joined() {
     let (src, summary) = spanned_backup(&home);
     let middle = summary["volumes"][1].as_str().unwrap().to_string();
     // Take the middle volume out of the library (offsite).
-    let lib_path = home.vlib().join("library.json");
-    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
-        let mut lib: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(&lib_path).unwrap()).unwrap();
-        f(&mut lib);
-        let tmp = lib_path.with_extension("tmp");
-        fs::write(&tmp, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
-        fs::rename(&tmp, &lib_path).unwrap();
-    };
-    edit(&|lib| {
+    home.edit_library(|lib| {
         for s in lib["slots"].as_array_mut().unwrap() {
             if s == middle.as_str() {
                 *s = serde_json::Value::Null;
@@ -526,7 +509,7 @@ fn a_volume_not_in_the_library_is_waited_for_and_the_split_file_joined() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    edit(&|lib| lib["import_export"][0] = serde_json::Value::from(middle.as_str()));
+    home.edit_library(|lib| lib["import_export"][0] = serde_json::Value::from(middle.as_str()));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -772,8 +755,8 @@ fn a_medium_error_damages_one_member_and_the_rest_is_restored() {
     }
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     backup_lto9(&home, &src, &[]);
-    let found = home.json(&["find", "--json", "--file", src.join("b").to_str().unwrap()]);
-    let block = found[0]["segments"][0]["block"].as_u64().unwrap();
+    let found = only_version(&home, src.join("b"));
+    let block = found["segments"][0]["block"].as_u64().unwrap();
     home.run(&[
         "vlib",
         "set",
@@ -930,11 +913,7 @@ fn ctrl_c_stops_after_the_member_being_restored() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     backup_lto9(&home, &src, &[]);
     // Reading now at about 4 MB/s: the restore takes seconds.
-    let lib_path = home.vlib().join("library.json");
-    let mut lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&lib_path).unwrap()).unwrap();
-    lib["time_scale"] = serde_json::json!(0.01);
-    fs::write(&lib_path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+    home.edit_library(|lib| lib["time_scale"] = serde_json::json!(0.01));
     let to = home.path().join("to");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
         .env("TAPEDECK_HOME", home.path())

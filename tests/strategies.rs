@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    backup_json, labelled, many_files, noise, pool_library, same_files, slow_library,
+    backup_json, labelled, many_files, noise, only_version, pool_library, same_files, slow_library,
     spanning_source, spawn_backup_with, strings, tape_file, tar_extract_ok, tar_extract_volumes,
     tar_list, under, Home, POOL_BACKUP,
 };
@@ -154,25 +154,17 @@ fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
     same_files(&src, &under(&restore, &src));
 
     // The catalogue records the strategy and the files at their places.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let strategy: String = db
-        .query_row("SELECT strategy FROM backups", [], |r| r.get(0))
-        .unwrap();
+    let strategy: String = home.sql_value("SELECT strategy FROM backups");
     assert_eq!(strategy, "tar");
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("big3").to_str().unwrap(),
-    ]);
+    let found = only_version(&home, src.join("big3"));
     assert_eq!(
-        found[0]["blake3"],
+        found["blake3"],
         blake3::hash(&noise(2_000_000, 4)).to_hex().to_string()
     );
     member_at(
         &home,
         "TD0001L9",
-        &found[0]["segments"][0],
+        &found["segments"][0],
         &format!("{}/big3", src.strip_prefix("/").unwrap().display()),
     );
 }
@@ -227,10 +219,7 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
     assert!(stderr.contains("--strategy tar"), "{stderr}");
     // Nothing went to tape, nothing to the catalogue, nothing was left in the spool.
     assert!(!tape_file(&home, "TD0001L9", 1).exists());
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let backups: i64 = db
-        .query_row("SELECT count(*) FROM backups", [], |r| r.get(0))
-        .unwrap();
+    let backups: i64 = home.sql_value("SELECT count(*) FROM backups");
     assert_eq!(backups, 0);
     assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
 }
@@ -332,12 +321,6 @@ fn first_block_of(home: &Home, label: &str, n: u64) -> u64 {
         .sum()
 }
 
-fn find_one(home: &Home, path: &str) -> serde_json::Value {
-    let found = home.json(&["find", "--json", "--file", path]);
-    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
-    found[0].clone()
-}
-
 #[test]
 fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers() {
     let home = Home::with_fast_vlib();
@@ -372,27 +355,24 @@ fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers
 
     // Members are catalogued under their tar names with a leading `/`, with hashes and
     // positions that point at their first header (the long name's at its `L` record).
-    let b = find_one(&home, "/proj/sub/b.bin");
+    let b = only_version(&home, "/proj/sub/b.bin");
     assert_eq!(b["size"], 300_000);
     assert_eq!(
         b["blake3"],
         blake3::hash(&noise(300_000, 1)).to_hex().to_string()
     );
     member_at(&home, "TD0001L9", &b["segments"][0], "proj/sub/b.bin");
-    let long = find_one(&home, &format!("/proj/{}", long_name()));
+    let long = only_version(&home, format!("/proj/{}", long_name()));
     member_at(
         &home,
         "TD0001L9",
         &long["segments"][0],
         &format!("proj/{}", long_name()),
     );
-    let link = find_one(&home, "/proj/link");
+    let link = only_version(&home, "/proj/link");
     assert_eq!(link["kind"], "symlink");
     assert_eq!(link["link"], "a.txt");
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let strategy: String = db
-        .query_row("SELECT strategy FROM backups", [], |r| r.get(0))
-        .unwrap();
+    let strategy: String = home.sql_value("SELECT strategy FROM backups");
     assert_eq!(strategy, "dd");
     // The index tape file follows, as for any backup.
     assert!(tape_file(&home, "TD0001L9", 2).exists());
@@ -456,7 +436,7 @@ fn dd_of_a_file_and_a_fifo_is_one_tape_file_listing_both() {
     );
     assert_eq!(listing.len(), 12, "{listing:?}");
     assert!(tape_file(&home, "TD0001L9", 2).exists());
-    let two = find_one(&home, "/two/sub/b.bin");
+    let two = only_version(&home, "/two/sub/b.bin");
     assert_eq!(
         two["blake3"],
         blake3::hash(&noise(300_000, 7)).to_hex().to_string()
@@ -559,7 +539,7 @@ fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     same_files(&src, &restore.join("src"));
 
     // A member cut by a volume end has one segment per part, adding up.
-    let b = find_one(&home, "/src/b-big");
+    let b = only_version(&home, "/src/b-big");
     let segments = b["segments"].as_array().unwrap();
     assert_eq!(segments.len(), 2, "{b}");
     let total: u64 = segments.iter().map(|s| s["length"].as_u64().unwrap()).sum();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{backup_lto9, noise, tape_file, Home};
+use common::{backup_lto9, noise, only_version, tape_file, Home};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -24,17 +24,7 @@ fn backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
 
 /// `tapedeck verify ARGS --json`, expected to exit with `code`: the report and stderr.
 fn verify(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("verify")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
+    home.json_report(&[&["verify"][..], args, &["--json"]].concat(), code)
 }
 
 fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
@@ -159,8 +149,8 @@ fn what_cannot_be_verified_is_refused_clearly() {
 fn an_injected_medium_error_is_damage_and_the_rest_verifies() {
     // Large enough that a block in the middle holds nothing but a's data.
     let (home, src, _) = backed_up(3_000_000);
-    let found = home.json(&["find", "--json", "--file", src.join("a").to_str().unwrap()]);
-    let block = found[0]["segments"][0]["block"].as_u64().unwrap();
+    let found = only_version(&home, src.join("a"));
+    let block = found["segments"][0]["block"].as_u64().unwrap();
     home.run(&[
         "vlib",
         "set",

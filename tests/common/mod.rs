@@ -2,10 +2,13 @@
 #![allow(dead_code)] // each test crate uses its own part of this
 
 mod backup;
+mod catalog;
 mod tape;
 
 #[allow(unused_imports)] // as above: not every crate uses every part
 pub use backup::*;
+#[allow(unused_imports)]
+pub use catalog::*;
 #[allow(unused_imports)]
 pub use tape::*;
 
@@ -47,6 +50,23 @@ impl Home {
         self.path().join("vlib")
     }
 
+    /// The virtual library's `library.json`: its drives, slots and mail slot.
+    pub fn library(&self) -> serde_json::Value {
+        let path = self.vlib().join("library.json");
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Changes `library.json` as `edit` says, replacing it at once (a running command
+    /// never reads half of it).
+    pub fn edit_library(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut lib = self.library();
+        edit(&mut lib);
+        let path = self.vlib().join("library.json");
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+        fs::rename(&tmp, &path).unwrap();
+    }
+
     /// The directory of a virtual cartridge: its tape files and `cartridge.json`.
     pub fn cartridge(&self, label: &str) -> PathBuf {
         self.vlib().join("cartridges").join(label)
@@ -58,6 +78,18 @@ impl Home {
 
     pub fn catalog(&self) -> Catalog {
         Catalog::open(&self.db()).expect("open the catalogue")
+    }
+
+    /// The catalogue's database itself, to look at or change what no command shows.
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db()).expect("open the catalogue database")
+    }
+
+    /// The first column of the one row `query` returns.
+    pub fn sql_value<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
+        self.sql()
+            .query_row(query, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     /// The tapedeck binary with this home and configuration, and no drive from outside.
@@ -100,6 +132,16 @@ impl Home {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.stdout(args)).expect("JSON output")
     }
+
+    /// A command expected to exit with `code`: its stdout as JSON (`Null` when it printed
+    /// none, as on bad input) and its stderr.
+    pub fn json_report(&self, args: &[&str], code: i32) -> (serde_json::Value, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (report, stderr)
+    }
 }
 
 /// A library whose LTO-9 drive writes at about 4 MB/s and has a small cache, so a backup
@@ -107,13 +149,11 @@ impl Home {
 pub fn slow_library(home: &Home) {
     home.run(&["vlib", "init", "--time-scale", "0.01"])
         .success();
-    let path = home.vlib().join("library.json");
-    let mut lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    for d in lib["drives"].as_array_mut().unwrap() {
-        d["model"]["cache"] = serde_json::json!(2 << 20);
-    }
-    fs::write(&path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+    home.edit_library(|lib| {
+        for d in lib["drives"].as_array_mut().unwrap() {
+            d["model"]["cache"] = serde_json::json!(2 << 20);
+        }
+    });
 }
 
 pub fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
