@@ -4,9 +4,10 @@
 mod common;
 
 use common::{
-    backup_json, backup_lto9, labelled, many_files, member_name, only_version, pool_backup,
-    pool_library, read_index, same_files, slow_library, spanning_source, spawn_backup_with,
-    strings, tape_file, tar_extract_ok, tar_extract_volumes, tar_list, under, Home,
+    backup_json, backup_lto9, interrupt, labelled, many_files, member_name, only_version,
+    pool_backup, pool_library, read_index, same_files, slow_library, spanning_source,
+    spawn_backup_with, strings, tape_file, tar_extract_ok, tar_extract_volumes, tar_list, under,
+    wait_for_data, wait_for_log, wait_json, Home,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -274,18 +275,6 @@ fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
     spawn_backup_with(home, &["--drive", "lto9", "--memory-buffer", "4MiB"], src)
 }
 
-/// Waits until the backup has written its first data block to the virtual tape.
-fn wait_for_data(home: &Home) {
-    let file = tape_file(home, "TD0001L9", 1);
-    for _ in 0..200 {
-        if fs::metadata(&file).map(|m| m.len() > 0).unwrap_or(false) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the backup wrote nothing");
-}
-
 #[test]
 fn ctrl_c_ends_the_tape_file_cleanly_and_marks_the_backup_aborted() {
     let home = Home::new();
@@ -293,20 +282,9 @@ fn ctrl_c_ends_the_tape_file_cleanly_and_marks_the_backup_aborted() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 60, 1 << 20);
     let child = spawn_backup(&home, &src);
-    wait_for_data(&home);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let saved = summary["files"].as_u64().unwrap();
     assert!(saved > 0 && saved < 61, "{summary}");
@@ -332,7 +310,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 30, 1 << 20);
     let mut child = spawn_backup(&home, &src);
-    wait_for_data(&home);
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -502,16 +480,12 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
         &["--drive", "lto9", "--memory-buffer", "32MiB"],
         &src,
     );
-    wait_for_data(&home);
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
+    interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    interrupt(&child);
+    let (summary, stderr) = wait_json(child, 130);
     assert!(stderr.contains("interrupted again"), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "aborted", "{summary}");
     // Every member recorded lies inside what was written.
     let tape_bytes = summary["tape_bytes"].as_u64().unwrap();
@@ -611,11 +585,8 @@ fn without_a_terminal_the_backup_waits_for_a_tape_when_asked_to() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(loaded);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (summary, stderr) = wait_json(child, 0);
     assert!(stderr.contains("lto9 needs a tape"), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "complete");
 }
 
@@ -733,36 +704,9 @@ fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
         &src,
     );
     // Wait until the first tape is full and the backup asks for the next.
-    let log_dir = home.path().join("logs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logged = fs::read_dir(&log_dir)
-            .map(|d| {
-                d.flatten().any(|f| {
-                    fs::read_to_string(f.path())
-                        .unwrap_or_default()
-                        .contains("needs a tape")
-                })
-            })
-            .unwrap_or(false);
-        if logged {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never asked for a tape"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    wait_for_log(&home, "needs a tape");
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "full", "{volume}");

@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     backup_json, noise, only_version, pool_backup, pool_library, spanning_source, strings,
-    tape_file, tar_extract, tar_extract_ok, tar_extract_volumes, under, versions, Home,
+    tape_file, tar_extract, tar_extract_ok, tar_extract_volumes, under, versions, wait_json, Home,
 };
 use std::fs;
 use std::path::Path;
@@ -253,10 +253,7 @@ fn a_drive_that_goes_offline_while_the_backup_waits_for_a_tape_ends_it_cleanly()
     }
     home.run(&["vlib", "set", "TD0001L9", "--not-ready", "on"])
         .success();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (summary, _) = wait_json(child, 1);
     assert_eq!(summary["status"], "failed", "{summary}");
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("TD0001L9"), "{error}");

@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    backup_lto9, noise, only_version, pool_backup, pool_library, same_files, tape_file, under, Home,
+    backup_lto9, interrupt, noise, only_version, pool_backup, pool_library, same_files, tape_file,
+    under, wait_for_log, wait_json, Home,
 };
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -478,41 +479,17 @@ fn a_volume_not_in_the_library_is_waited_for_and_the_split_file_joined() {
     assert!(!under(&to, &huge).exists(), "no partial file left");
 
     // With --change-timeout the restore waits; the volume comes back into the mail slot.
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
+    let child = home
+        .process()
         .args(["restore", "--json", "--change-timeout", "60", "--file"])
         .arg(&huge)
         .arg("--to")
         .arg(&to)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let log_dir = home.path().join("logs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !fs::read_dir(&log_dir)
-        .map(|d| {
-            d.flatten().any(|f| {
-                fs::read_to_string(f.path())
-                    .unwrap_or_default()
-                    .contains(&format!("needs volume {middle}"))
-            })
-        })
-        .unwrap_or(false)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never asked for {middle}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_log(&home, &format!("needs volume {middle}"));
     home.edit_library(|lib| lib["import_export"][0] = serde_json::Value::from(middle.as_str()));
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    wait_json(child, 0);
     assert_eq!(
         fs::read(under(&to, &huge)).unwrap(),
         fs::read(&huge).unwrap()
@@ -915,27 +892,15 @@ fn ctrl_c_stops_after_the_member_being_restored() {
     // Reading now at about 4 MB/s: the restore takes seconds.
     home.edit_library(|lib| lib["time_scale"] = serde_json::json!(0.01));
     let to = home.path().join("to");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
+    let child = home
+        .process()
         .args(["restore", "--json", "--tape", "TD0001L9", "--to"])
         .arg(&to)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    interrupt(&child);
+    let (report, _) = wait_json(child, 130);
     assert_eq!(report["interrupted"], true, "{report}");
     let restored = report["restored"].as_u64().unwrap();
     assert!(restored < 7, "stopped early: {report}");

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{
-    backup_json, labelled, many_files, noise, only_version, pool_library, same_files, slow_library,
-    spanning_source, spawn_backup_with, strings, tape_file, tar_extract_ok, tar_extract_volumes,
-    tar_list, under, Home, POOL_BACKUP,
+    backup_json, interrupt, labelled, many_files, noise, only_version, pool_library, same_files,
+    slow_library, spanning_source, spawn_backup_with, strings, tape_file, tar_extract_ok,
+    tar_extract_volumes, tar_list, under, wait_for_data, wait_json, Home, POOL_BACKUP,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -249,21 +249,9 @@ fn ctrl_c_during_a_spooled_backup_drains_it_and_removes_the_spool() {
         &src,
     );
     let data = tape_file(&home, "TD0001L9", 1);
-    for _ in 0..400 {
-        if fs::metadata(&data).map(|m| m.len() > 0).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    wait_for_data(&data);
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let saved = summary["files"].as_u64().unwrap();
     assert!(saved > 0 && saved < 41, "{summary}");

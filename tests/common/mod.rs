@@ -1,11 +1,14 @@
 //! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it.
 #![allow(dead_code)] // each test crate uses its own part of this
 
+mod background;
 mod backup;
 mod catalog;
 mod tape;
 
 #[allow(unused_imports)] // as above: not every crate uses every part
+pub use background::*;
+#[allow(unused_imports)]
 pub use backup::*;
 #[allow(unused_imports)]
 pub use catalog::*;
