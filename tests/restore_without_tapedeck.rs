@@ -13,11 +13,10 @@
 
 mod common;
 
-use common::{backup_lto9, noise, pool_library, under, Home};
+use common::{backup_lto9, noise, pool_library, under, Home, TmuxSession};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const BLOCK: u64 = 512 * 1024;
 const EXAMPLE_FILE: &str = "home/me/notes.txt";
@@ -99,43 +98,11 @@ impl Tape {
     }
 }
 
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .expect("tmux (apt-get install -y tmux)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A command running in tmux, waiting for the operator; the session ends with the test.
 struct Interactive {
-    session: String,
+    session: TmuxSession,
     /// The symlink standing for /dev/nst0.
     device: PathBuf,
-}
-
-impl Drop for Interactive {
-    fn drop(&mut self) {
-        tmux(&["kill-session", "-t", &self.session]);
-    }
-}
-
-impl Interactive {
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = tmux(&["capture-pane", "-p", "-t", &self.session]);
-            if screen.contains(what) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{what}` did not appear; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 /// Starts `command` (which reads /dev/nst0 and asks on its terminal) in tmux, in `dir`.
@@ -148,20 +115,7 @@ fn start_interactive(command: &str, tape: &Tape, dir: &Path) -> Interactive {
         dir.display(),
         command.replace("/dev/nst0", device.to_str().unwrap())
     );
-    let session = format!("restore-{}", std::process::id());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "30",
-        "bash",
-        "-c",
-        &script,
-    ]);
+    let session = TmuxSession::start(format!("restore-{}", std::process::id()), 200, &script);
     Interactive { session, device }
 }
 
@@ -190,8 +144,8 @@ fn run_block(
                 let tar = waiting.take().expect("a command waiting for Enter");
                 fs::remove_file(&tar.device).unwrap();
                 std::os::unix::fs::symlink(tape.device(), &tar.device).unwrap();
-                tmux(&["send-keys", "-t", &tar.session, "Enter"]);
-                let screen = tar.wait_for("EXIT=");
+                tar.session.send_keys("Enter");
+                let screen = tar.session.wait_for("EXIT=", 60);
                 assert!(screen.contains("EXIT=0"), "`tar -M` failed:\n{screen}");
             }
             continue;
@@ -220,7 +174,7 @@ fn run_block(
         }
         if line.contains(" -M ") && line.contains("-f /dev/nst0") {
             let tar = start_interactive(&line.replace(EXAMPLE_FILE, member), tape, dir);
-            tar.wait_for("Prepare volume #2");
+            tar.session.wait_for("Prepare volume #2", 60);
             waiting = Some(tar);
             continue;
         }

@@ -5,6 +5,7 @@ mod background;
 mod backup;
 mod catalog;
 mod tape;
+mod tmux;
 
 #[allow(unused_imports)] // as above: not every crate uses every part
 pub use background::*;
@@ -14,6 +15,8 @@ pub use backup::*;
 pub use catalog::*;
 #[allow(unused_imports)]
 pub use tape::*;
+#[allow(unused_imports)]
+pub use tmux::*;
 
 use assert_cmd::Command;
 use std::fs;
