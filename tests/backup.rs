@@ -643,9 +643,8 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     assert!(tape_file(&home, last, 2).exists());
 }
 
-#[test]
-fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_full() {
-    let home = Home::new();
+/// A library of one 6 MiB LTO-9 cartridge: a backup that fills it has no next volume.
+fn one_small_cartridge(home: &Home) {
     home.run(&[
         "vlib",
         "init",
@@ -657,6 +656,12 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
         "1",
     ])
     .success();
+}
+
+#[test]
+fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_full() {
+    let home = Home::new();
+    one_small_cartridge(&home);
     home.run(&["pool", "create", "--name", "p", "--retention", "7"])
         .success();
     let src = many_files(home.path(), 12, 1 << 20);
@@ -676,17 +681,7 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
 #[test]
 fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
     let home = Home::new();
-    home.run(&[
-        "vlib",
-        "init",
-        "--time-scale",
-        "0",
-        "--capacity",
-        "6MiB",
-        "--slots",
-        "1",
-    ])
-    .success();
+    one_small_cartridge(&home);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 12, 1 << 20);
     let child = spawn_backup_with(

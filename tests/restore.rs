@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    backup_lto9, interrupt, noise, only_version, pool_backup, pool_library, same_files, tape_file,
-    under, wait_for_log, wait_json, Home,
+    backup_lto9, interrupt, noise, only_version, pool_backup, pool_library, read_error_inside,
+    same_files, strings, tape_file, three_files_backed_up, under, wait_for_log, wait_json, Home,
 };
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -412,12 +412,7 @@ fn a_file_split_over_three_volumes_is_joined_with_changer_loads() {
         .iter()
         .map(|v| v["volume"].as_str().unwrap())
         .collect();
-    let volumes: Vec<&str> = summary["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&summary["volumes"]);
     assert_eq!(order, volumes, "volumes in the order the backup wrote them");
 
     let to = home.path().join("to");
@@ -724,24 +719,8 @@ fn members_that_would_land_outside_the_target_are_refused_one_by_one() {
 
 #[test]
 fn a_medium_error_damages_one_member_and_the_rest_is_restored() {
-    let home = Home::with_fast_vlib();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        fs::write(src.join(name), noise(3_000_000, i as u64 + 1)).unwrap();
-    }
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    backup_lto9(&home, &src, &[]);
-    let found = only_version(&home, src.join("b"));
-    let block = found["segments"][0]["block"].as_u64().unwrap();
-    home.run(&[
-        "vlib",
-        "set",
-        "TD0001L9",
-        "--read-error-at",
-        &(block + 2).to_string(),
-    ])
-    .success();
+    let (home, src, _) = three_files_backed_up(3_000_000);
+    read_error_inside(&home, &src.join("b"));
     let to = home.path().join("to");
     let (report, stderr) = restore(
         &home,

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{backup_lto9, noise, pool_library, under, Home, TmuxSession};
+use common::{backup_lto9, noise, pool_library, strings, under, Home, TmuxSession};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -242,12 +242,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
         fs::write(big.join(name), noise(size, seed)).unwrap();
     }
     let spanned = backup(&home, &big);
-    let volumes: Vec<&str> = spanned["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&spanned["volumes"]);
     assert_eq!(volumes, ["TD0001L9", "TD0002L9"], "{spanned}");
     assert_eq!(spanned["tape_file"], 5, "{spanned}");
 

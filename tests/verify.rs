@@ -4,23 +4,9 @@
 
 mod common;
 
-use common::{backup_lto9, noise, only_version, tape_file, Home};
+use common::{noise, read_error_inside, tape_file, three_files_backed_up, Home};
 use std::fs;
-use std::path::{Path, PathBuf};
-
-/// A home with one backup of three files of `size` bytes on TD0001L9; the source
-/// directory and the backup's summary.
-fn backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
-    let home = Home::with_fast_vlib();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        fs::write(src.join(name), noise(size, i as u64 + 1)).unwrap();
-    }
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let summary = backup_lto9(&home, &src, &[]);
-    (home, src, summary)
-}
+use std::path::Path;
 
 /// `tapedeck verify ARGS --json`, expected to exit with `code`: the report and stderr.
 fn verify(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
@@ -57,7 +43,7 @@ fn position_of(haystack: &[u8], needle: &[u8]) -> usize {
 
 #[test]
 fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
-    let (home, src, summary) = backed_up(900_000);
+    let (home, src, summary) = three_files_backed_up(900_000);
     let (report, _) = verify(&home, &["--tape", "TD0001L9"], 0);
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["verified"], report["members"]);
@@ -98,7 +84,7 @@ fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
 
 #[test]
 fn a_damaged_header_and_a_cut_tape_file_are_found_by_quick_verify() {
-    let (home, src, _) = backed_up(900_000);
+    let (home, src, _) = three_files_backed_up(900_000);
     let tape = tape_file(&home, "TD0001L9", 1);
     let bytes = fs::read(&tape).unwrap();
     // c's header: its name, inside the 512-byte record before c's data.
@@ -148,17 +134,8 @@ fn what_cannot_be_verified_is_refused_clearly() {
 #[test]
 fn an_injected_medium_error_is_damage_and_the_rest_verifies() {
     // Large enough that a block in the middle holds nothing but a's data.
-    let (home, src, _) = backed_up(3_000_000);
-    let found = only_version(&home, src.join("a"));
-    let block = found["segments"][0]["block"].as_u64().unwrap();
-    home.run(&[
-        "vlib",
-        "set",
-        "TD0001L9",
-        "--read-error-at",
-        &(block + 2).to_string(),
-    ])
-    .success();
+    let (home, src, _) = three_files_backed_up(3_000_000);
+    read_error_inside(&home, &src.join("a"));
     let (report, _) = verify(&home, &["--tape", "TD0001L9"], 1);
     let found = statuses(&report);
     assert_eq!(

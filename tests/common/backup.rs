@@ -89,3 +89,32 @@ pub fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process
         .spawn()
         .unwrap()
 }
+
+/// A home with one backup of three files `a`, `b` and `c` of `size` bytes of noise (seeds 1
+/// to 3) on TD0001L9: the home, the source directory and the backup's summary.
+pub fn three_files_backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
+    let home = Home::with_fast_vlib();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        fs::write(src.join(name), noise(size, i as u64 + 1)).unwrap();
+    }
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let summary = backup_lto9(&home, &src, &[]);
+    (home, src, summary)
+}
+
+/// A medium error on TD0001L9 two blocks after where the only version of `path` begins:
+/// inside its data, for a file of a few MB.
+pub fn read_error_inside(home: &Home, path: &Path) {
+    let found = super::only_version(home, path);
+    let block = found["segments"][0]["block"].as_u64().unwrap();
+    home.run(&[
+        "vlib",
+        "set",
+        "TD0001L9",
+        "--read-error-at",
+        &(block + 2).to_string(),
+    ])
+    .success();
+}
