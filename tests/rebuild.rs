@@ -346,45 +346,27 @@ fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
 #[test]
 fn a_wrong_missing_or_blank_tape_is_refused_with_what_to_load() {
     let home = Home::with_fast_vlib();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    let text = String::from_utf8_lossy(&out);
+    // Without --json: what the operator reads.
+    let refused = |tape: &str| {
+        let out = home
+            .cmd()
+            .args(["catalog", "rebuild", "--drive", "lto9", "--tape", tape])
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let text = refused("TD0002L9");
     assert!(
         text.contains("holds no tape") && text.contains("tapedeck load 2 --drive lto9"),
         "{text}"
     );
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0001L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("blank"));
+    assert!(refused("TD0001L9").contains("blank"));
     home.run(&["volume", "label", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    let text = String::from_utf8_lossy(&out);
+    let text = refused("TD0002L9");
     assert!(
         text.contains("is volume TD0001L9, not TD0002L9") && text.contains("slot 2"),
         "{text}"
