@@ -1,4 +1,7 @@
-//! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it.
+//! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it
+//! (here), running backups and the sources they read (`backup`), commands in the
+//! background (`background`), what the catalogue knows of a file (`catalog`), tape files
+//! read back with GNU tar (`tape`) and a real terminal (`tmux`).
 #![allow(dead_code)] // each test crate uses its own part of this
 
 mod background;
