@@ -4,11 +4,12 @@
 mod common;
 
 use common::{
-    backup_json, labelled, many_files, noise, pool_backup, slow_library, spawn_backup_with,
-    strings, Home,
+    backup_json, backup_lto9, interrupt, labelled, many_files, member_name, only_version,
+    pool_backup, pool_library, read_index, same_files, slow_library, spanning_source,
+    spawn_backup_with, strings, tape_file, tar_extract_ok, tar_extract_volumes, tar_list, under,
+    wait_for_data, wait_for_log, wait_json, Home,
 };
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
@@ -34,58 +35,33 @@ fn source_tree(root: &Path) -> PathBuf {
     src
 }
 
-fn cartridge(home: &Home) -> PathBuf {
-    home.vlib().join("cartridges/TD0001L9")
-}
-
-fn backup(home: &Home, src: &Path) -> serde_json::Value {
-    backup_json(
-        home,
-        &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        src,
-        0,
-    )
-    .0
-}
-
 #[test]
 fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     labelled(&home);
-    let summary = backup(&home, &src);
+    let summary = backup_lto9(&home, &src, &[]);
     assert_eq!(summary["status"], "complete", "{summary}");
     assert_eq!(summary["tape_file"], 1);
     assert_eq!(summary["first_block"], 2);
     assert!(summary["files"].as_u64().unwrap() >= 57, "{summary}");
 
     // Plain GNU tar lists and extracts the data tape file.
-    let data = cartridge(&home).join("00001.tar");
-    let out = Std::new("tar").arg("-tf").arg(&data).output().unwrap();
+    let data = tape_file(&home, "TD0001L9", 1);
+    let listing = tar_list(&data);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        listing.contains(&member_name(&src.join("big.bin"))),
+        "{listing:?}"
     );
-    let listing = String::from_utf8(out.stdout).unwrap();
-    let member = |p: &Path| p.strip_prefix("/").unwrap().to_str().unwrap().to_string();
-    assert!(listing.contains(&member(&src.join("big.bin"))), "{listing}");
-    assert!(listing.contains("file-with-a-long-path.txt"), "{listing}");
+    assert!(
+        listing
+            .iter()
+            .any(|m| m.contains("file-with-a-long-path.txt")),
+        "{listing:?}"
+    );
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let out = Std::new("tar")
-        .arg("-xf")
-        .arg(&data)
-        .arg("-C")
-        .arg(&restore)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = restore.join(member(&src));
+    tar_extract_ok(&data, &restore);
+    let back = under(&restore, &src);
     assert_eq!(
         fs::read(back.join("big.bin")).unwrap(),
         fs::read(src.join("big.bin")).unwrap()
@@ -101,10 +77,7 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert_eq!(fs::read(back.join("hard.bin")).unwrap().len(), 3_000_000);
 
     // The index tape file follows, one member with a JSON line per file.
-    let index = cartridge(&home).join("00002.tar");
-    let mut archive = tar::Archive::new(fs::File::open(&index).unwrap());
-    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
-    let name = entry.path().unwrap().display().to_string();
+    let (name, lines) = read_index(&tape_file(&home, "TD0001L9", 2));
     assert_eq!(
         name,
         format!(
@@ -112,13 +85,6 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
             summary["uuid"].as_str().unwrap()
         )
     );
-    let mut zst = Vec::new();
-    entry.read_to_end(&mut zst).unwrap();
-    let text = String::from_utf8(zstd::decode_all(zst.as_slice()).unwrap()).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines[0]["uuid"], summary["uuid"]);
     let big = lines
         .iter()
@@ -166,20 +132,14 @@ fn a_backup_is_a_tar_tape_file_that_gnu_tar_restores() {
     assert!(text.contains(&expected), "{text}");
 
     // The session's counters are kept with the drive's statistics.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let counters: String = db
-        .query_row(
-            "SELECT counters FROM drive_stats WHERE drive = 'lto9' AND phase = 'after'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let counters: String =
+        home.sql_value("SELECT counters FROM drive_stats WHERE drive = 'lto9' AND phase = 'after'");
     assert!(counters.contains("writer_stops"), "{counters}");
 
     // A second backup goes after the first one's index, never over it.
-    let again = backup(&home, &src.join("docs"));
+    let again = backup_lto9(&home, &src.join("docs"), &[]);
     assert_eq!(again["tape_file"], 3, "{again}");
-    assert!(cartridge(&home).join("00001.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 1).exists());
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "appendable", "{volume}");
     assert_eq!(volume["tape_files"], 5, "{volume}");
@@ -192,7 +152,7 @@ fn a_missing_source_is_refused_before_the_tape_moves() {
     home.run(&["backup", "--drive", "lto9", "/no/such/path"])
         .code(2)
         .stderr(predicates::str::contains("/no/such/path"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -206,7 +166,7 @@ fn a_buffer_larger_than_memory_allows_is_refused_with_the_figures() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("largest buffer accepted"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -248,7 +208,7 @@ fn without_a_fitting_cartridge_a_pool_backup_is_refused_with_the_reasons() {
         .code(2)
         .stderr(predicates::str::contains("belongs to pool monthly"))
         .stderr(predicates::str::contains("no cartridge in the library"));
-    assert!(!cartridge(&home).join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -256,7 +216,7 @@ fn a_blank_virtual_cartridge_is_labelled_on_first_use() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let summary = backup(&home, &src);
+    let summary = backup_lto9(&home, &src, &[]);
     assert_eq!(summary["volume"], "TD0001L9", "{summary}");
     assert_eq!(summary["status"], "complete", "{summary}");
 }
@@ -272,7 +232,7 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -281,10 +241,7 @@ fn a_write_error_fails_the_backup_and_records_nothing_past_it() {
         "{summary}"
     );
     // Whatever is recorded ends before the failed block.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let recorded: i64 = db
-        .query_row("SELECT COUNT(*) FROM tape_errors", [], |r| r.get(0))
-        .unwrap();
+    let recorded: i64 = home.sql_value("SELECT COUNT(*) FROM tape_errors");
     assert_eq!(recorded, 1);
     let status = home.json(&["status", "--json"]).to_string();
     assert!(status.contains("failed"), "{status}");
@@ -311,25 +268,11 @@ fn device_writes_the_bare_tar_stream() {
         .success();
     let len = fs::metadata(&out).unwrap().len();
     assert_eq!(len % (64 * 1024), 0, "whole blocks only");
-    let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
-    assert!(list.status.success());
-    assert!(String::from_utf8_lossy(&list.stdout).contains("big.bin"));
+    assert!(tar_list(&out).iter().any(|m| m.contains("big.bin")));
 }
 
 fn spawn_backup(home: &Home, src: &Path) -> std::process::Child {
     spawn_backup_with(home, &["--drive", "lto9", "--memory-buffer", "4MiB"], src)
-}
-
-/// Waits until the backup has written its first data block to the virtual tape.
-fn wait_for_data(home: &Home) {
-    let file = cartridge(home).join("00001.tar");
-    for _ in 0..200 {
-        if fs::metadata(&file).map(|m| m.len() > 0).unwrap_or(false) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the backup wrote nothing");
 }
 
 #[test]
@@ -339,36 +282,15 @@ fn ctrl_c_ends_the_tape_file_cleanly_and_marks_the_backup_aborted() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 60, 1 << 20);
     let child = spawn_backup(&home, &src);
-    wait_for_data(&home);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let saved = summary["files"].as_u64().unwrap();
     assert!(saved > 0 && saved < 61, "{summary}");
 
     // The tape file is a whole tar archive holding exactly the saved members.
-    let list = Std::new("tar")
-        .arg("-tf")
-        .arg(cartridge(&home).join("00001.tar"))
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let listed = String::from_utf8(list.stdout).unwrap().lines().count() as u64;
+    let listed = tar_list(&tape_file(&home, "TD0001L9", 1)).len() as u64;
     assert!(
         listed >= saved,
         "{listed} members on tape, {saved} recorded"
@@ -388,7 +310,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 30, 1 << 20);
     let mut child = spawn_backup(&home, &src);
-    wait_for_data(&home);
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -398,7 +320,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "4MiB"],
-        &small,
+        &[&small],
         0,
     );
     assert_eq!(summary["status"], "complete");
@@ -406,7 +328,7 @@ fn after_kill_9_the_next_backup_fails_the_orphan_and_appends() {
     let status = home.json(&["status", "--json"]).to_string();
     assert!(status.contains("failed"), "{status}");
     // The killed backup's partial tape file is still there, untouched.
-    assert!(cartridge(&home).join("00001.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -422,7 +344,7 @@ fn a_file_larger_than_the_volume_is_skipped_with_the_reason() {
     let (summary, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "8MiB"],
-        &src,
+        &[&src],
         0,
     );
     assert!(stderr.contains("not supported yet"), "{stderr}");
@@ -443,7 +365,7 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "8MiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -458,7 +380,7 @@ fn a_full_tape_fails_the_backup_cleanly_and_marks_the_volume_full() {
     // What was recorded is on tape: GNU tar reads the tape file up to where it ends.
     let list = Std::new("tar")
         .arg("-tf")
-        .arg(cartridge(&home).join("00001.tar"))
+        .arg(tape_file(&home, "TD0001L9", 1))
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&list.stdout).lines().count() as u64;
@@ -534,7 +456,7 @@ fn a_large_buffer_takes_memory_only_as_it_fills() {
     let (summary, _) = backup_json(
         &home,
         &["--drive", "lto9", "--memory-buffer", "1GiB"],
-        &src,
+        &[&src],
         0,
     );
     assert_eq!(summary["buffer"], 1u64 << 30);
@@ -558,29 +480,18 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
         &["--drive", "lto9", "--memory-buffer", "32MiB"],
         &src,
     );
-    wait_for_data(&home);
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for_data(&tape_file(&home, "TD0001L9", 1));
+    interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    interrupt(&child);
+    let (summary, stderr) = wait_json(child, 130);
     assert!(stderr.contains("interrupted again"), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "aborted", "{summary}");
     // Every member recorded lies inside what was written.
     let tape_bytes = summary["tape_bytes"].as_u64().unwrap();
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let last_block: Option<i64> = db
-        .query_row("SELECT MAX(first_block) FROM backup_volumes", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let last_block: Option<i64> = home.sql_value("SELECT MAX(first_block) FROM backup_volumes");
     assert_eq!(last_block, Some(2));
-    let on_tape = fs::metadata(cartridge(&home).join("00001.tar"))
-        .unwrap()
-        .len();
+    let on_tape = fs::metadata(tape_file(&home, "TD0001L9", 1)).unwrap().len();
     assert_eq!(
         on_tape, tape_bytes,
         "the tape file holds exactly what was written"
@@ -591,7 +502,7 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
 
 fn backup_to_pool(home: &Home, pool: &str, src: &Path) -> (serde_json::Value, String) {
     let args = ["--drive", "lto9", "--pool", pool, "--memory-buffer", "8MiB"];
-    backup_json(home, &args, src, 0)
+    backup_json(home, &args, &[src], 0)
 }
 
 #[test]
@@ -674,11 +585,8 @@ fn without_a_terminal_the_backup_waits_for_a_tape_when_asked_to() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(loaded);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (summary, stderr) = wait_json(child, 0);
     assert!(stderr.contains("lto9 needs a tape"), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "complete");
 }
 
@@ -699,17 +607,8 @@ fn waiting_for_a_tape_ends_with_the_reason_when_the_timeout_runs_out() {
 #[test]
 fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
     let summary = pool_backup(&home, &src, 0);
     let volumes = strings(&summary["volumes"]);
     assert!(volumes.len() >= 3, "{summary}");
@@ -717,50 +616,19 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
 
     // GNU tar alone restores it from the volumes' data tape files, in order.
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&restore);
-    for v in &volumes {
-        tar.arg("-f")
-            .arg(home.vlib().join("cartridges").join(v).join("00001.tar"));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = restore.join(src.strip_prefix("/").unwrap());
-    for entry in fs::read_dir(&src).unwrap() {
-        let entry = entry.unwrap();
-        assert_eq!(
-            fs::read(entry.path()).unwrap(),
-            fs::read(back.join(entry.file_name())).unwrap(),
-            "{:?} differs",
-            entry.file_name()
-        );
-    }
+    tar_extract_volumes(&home, &volumes, &restore);
+    same_files(&src, &under(&restore, &src));
     // Each volume's part lists alone (GNU tar notes the cut at its end).
     let alone = Std::new("tar")
         .arg("-tf")
-        .arg(
-            home.vlib()
-                .join("cartridges")
-                .join(&volumes[1])
-                .join("00001.tar"),
-        )
+        .arg(tape_file(&home, &volumes[1], 1))
         .output()
         .unwrap();
     assert!(!alone.stdout.is_empty());
 
     // A file cut by a volume end has one segment per part, in order, adding up.
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("b-big").to_str().unwrap(),
-    ]);
-    let segments = found[0]["segments"].as_array().unwrap();
+    let found = only_version(&home, src.join("b-big"));
+    let segments = found["segments"].as_array().unwrap();
     assert_eq!(segments.len(), 2, "{found}");
     assert_eq!(segments[0]["volume"], volumes[0].as_str());
     assert_eq!(segments[1]["volume"], volumes[1].as_str());
@@ -772,17 +640,11 @@ fn a_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let first = home.json(&["volume", "show", "--tape", &volumes[0], "--json"]);
     assert_eq!(first["status"], "full", "{first}");
     let last = volumes.last().unwrap();
-    assert!(home
-        .vlib()
-        .join("cartridges")
-        .join(last)
-        .join("00002.tar")
-        .exists());
+    assert!(tape_file(&home, last, 2).exists());
 }
 
-#[test]
-fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_full() {
-    let home = Home::new();
+/// A library of one 6 MiB LTO-9 cartridge: a backup that fills it has no next volume.
+fn one_small_cartridge(home: &Home) {
     home.run(&[
         "vlib",
         "init",
@@ -794,24 +656,16 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
         "1",
     ])
     .success();
+}
+
+#[test]
+fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_full() {
+    let home = Home::new();
+    one_small_cartridge(&home);
     home.run(&["pool", "create", "--name", "p", "--retention", "7"])
         .success();
     let src = many_files(home.path(), 12, 1 << 20);
-    let (summary, _) = backup_json(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-        1,
-    );
+    let summary = pool_backup(&home, &src, 1);
     assert_eq!(summary["status"], "failed", "{summary}");
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("no next volume after TD0001L9"), "{error}");
@@ -827,17 +681,7 @@ fn when_no_next_volume_can_be_had_the_backup_fails_and_the_full_volume_stays_ful
 #[test]
 fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
     let home = Home::new();
-    home.run(&[
-        "vlib",
-        "init",
-        "--time-scale",
-        "0",
-        "--capacity",
-        "6MiB",
-        "--slots",
-        "1",
-    ])
-    .success();
+    one_small_cartridge(&home);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 12, 1 << 20);
     let child = spawn_backup_with(
@@ -855,36 +699,9 @@ fn ctrl_c_while_waiting_for_the_next_tape_aborts_the_backup() {
         &src,
     );
     // Wait until the first tape is full and the backup asks for the next.
-    let log_dir = home.path().join("logs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logged = fs::read_dir(&log_dir)
-            .map(|d| {
-                d.flatten().any(|f| {
-                    fs::read_to_string(f.path())
-                        .unwrap_or_default()
-                        .contains("needs a tape")
-                })
-            })
-            .unwrap_or(false);
-        if logged {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never asked for a tape"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    wait_for_log(&home, "needs a tape");
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["status"], "full", "{volume}");

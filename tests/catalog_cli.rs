@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Home;
+use common::{tape_file, Home};
 use predicates::prelude::*;
 use std::fs;
 use tapedeck::catalog::{BackupStatus, Catalog, FileKind, FileRecord, NewBackup, SegmentRecord};
@@ -131,7 +131,7 @@ fn labelling_writes_tape_file_zero_that_tar_reads() {
     .stdout(predicate::str::contains(
         "Labelled TD0001L9 in lto9 (pool daily, 256 KiB blocks)",
     ));
-    let label_file = h.path().join("vlib/cartridges/TD0001L9/00000.tar");
+    let label_file = tape_file(&h, "TD0001L9", 0);
     assert_eq!(fs::metadata(&label_file).unwrap().len(), 256 * 1024);
     let out = std::process::Command::new("tar")
         .arg("-xOf")
@@ -268,7 +268,7 @@ fn find_and_list_answer_from_the_catalogue() {
 fn a_catalogue_from_a_newer_tapedeck_is_refused() {
     let h = Home::with_fast_vlib();
     h.run(&["pool", "list"]).success();
-    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let conn = h.sql();
     conn.pragma_update(None, "user_version", 42).unwrap();
     drop(conn);
     h.run(&["pool", "list"])
@@ -294,7 +294,7 @@ fn check_and_online_backup() {
     h.run(&["catalog", "backup", "--to", copy.to_str().unwrap()])
         .code(2)
         .stderr(predicate::str::contains("refusing to overwrite"));
-    let conn = rusqlite::Connection::open(h.db()).unwrap();
+    let conn = h.sql();
     conn.execute(
         "INSERT INTO volumes (label, status, used, capacity) VALUES ('BAD', 'empty', 20, 10)",
         [],

@@ -16,8 +16,8 @@ fn first_use_creates_the_default_library() {
     assert_eq!(v["kind"], "virtual");
     assert_eq!(v["online"], false);
     assert!(h.vlib().join("library.json").exists());
-    assert!(h.vlib().join("cartridges/TD0001L9/cartridge.json").exists());
-    assert!(h.vlib().join("cartridges/TD0008L6/cartridge.json").exists());
+    assert!(h.cartridge("TD0001L9").join("cartridge.json").exists());
+    assert!(h.cartridge("TD0008L6").join("cartridge.json").exists());
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn a_damaged_cartridge_json_is_named() {
     let h = Home::new();
     h.init_fast();
     h.run(&["load", "1", "--drive", "lto9"]).success();
-    let path = h.vlib().join("cartridges/TD0001L9/cartridge.json");
+    let path = h.cartridge("TD0001L9").join("cartridge.json");
     fs::write(&path, "[]").unwrap();
     h.run(&["tape", "status", "--drive", "lto9"])
         .code(1)

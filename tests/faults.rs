@@ -4,26 +4,22 @@
 
 mod common;
 
-use common::{backup_json, noise, pool_backup, strings, tape_file, Home};
+use common::{
+    backup_json, noise, only_version, pool_backup, pool_library, spanning_source, strings,
+    tape_file, tar_extract, tar_extract_ok, tar_extract_volumes, under, versions, wait_json, Home,
+};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command as Std;
+use std::path::Path;
 
 /// A library of small LTO-9 cartridges and a pool `p`; the first cartridge is loaded.
 fn library(home: &Home, capacity: &str) {
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", capacity])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(home, capacity);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
 }
 
 /// Where `find` says the only version of `path` is: (volume, tape file) of each segment.
 fn placed(home: &Home, path: &Path) -> Vec<(String, u64)> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    let versions = found.as_array().unwrap();
-    assert_eq!(versions.len(), 1, "{found}");
-    versions[0]["segments"]
+    only_version(home, path)["segments"]
         .as_array()
         .unwrap()
         .iter()
@@ -34,17 +30,6 @@ fn placed(home: &Home, path: &Path) -> Vec<(String, u64)> {
             )
         })
         .collect()
-}
-
-fn extract(file: &Path, into: &Path) -> std::process::Output {
-    fs::create_dir_all(into).unwrap();
-    Std::new("tar")
-        .arg("-xf")
-        .arg(file)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -87,13 +72,8 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
 
     // GNU tar restores the file in flight and the rest from the next volume alone...
     let out = home.path().join("out");
-    let done = extract(&tape_file(&home, &volumes[1], 1), &out);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = out.join(src.strip_prefix("/").unwrap());
+    tar_extract_ok(&tape_file(&home, &volumes[1], 1), &out);
+    let back = under(&out, &src);
     assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(5_000_000, 2));
     for i in 0..10 {
         assert_eq!(
@@ -104,8 +84,8 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
     assert!(!back.join("a-first").exists());
     // ...and what came before the error from the failed one.
     let early = home.path().join("early");
-    extract(&tape_file(&home, "TD0001L9", 1), &early);
-    let back = early.join(src.strip_prefix("/").unwrap());
+    tar_extract(&tape_file(&home, "TD0001L9", 1), &early);
+    let back = under(&early, &src);
     assert_eq!(fs::read(back.join("a-first")).unwrap(), noise(1_000_000, 1));
     // The index is on the last volume.
     assert!(tape_file(&home, &volumes[1], 2).exists());
@@ -115,13 +95,7 @@ fn a_write_error_mid_file_moves_to_the_next_volume_and_writes_the_file_again_who
 fn a_write_error_on_the_volume_a_span_continued_on_rewrites_the_split_file_whole() {
     let home = Home::new();
     library(&home, "6MiB");
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..20 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    let src = spanning_source(home.path(), 20);
     // The second cartridge (the span's next volume) fails 5 blocks into its data, inside
     // the continuation of `b-big`.
     home.run(&["vlib", "set", "TD0002L9", "--write-error-at", "7"])
@@ -140,8 +114,8 @@ fn a_write_error_on_the_volume_a_span_continued_on_rewrites_the_split_file_whole
     // written whole on the third and recorded there only.
     assert_eq!(placed(&home, &src.join("b-big")), [(volumes[2].clone(), 1)]);
     let out = home.path().join("out");
-    let done = extract(&tape_file(&home, &volumes[2], 1), &out);
-    let back = out.join(src.strip_prefix("/").unwrap());
+    let done = tar_extract(&tape_file(&home, &volumes[2], 1), &out);
+    let back = under(&out, &src);
     assert!(
         back.join("b-big").exists(),
         "{}",
@@ -188,22 +162,8 @@ fn when_every_volume_fails_the_backup_fails_naming_the_volumes() {
         assert_eq!(shown["status"], "error", "{shown}");
     }
     // Nothing is recorded that is not on tape.
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("big").to_str().unwrap(),
-    ]);
-    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
-}
-
-/// Two files that do not fit one 6 MiB cartridge: the cut falls inside `b-big`.
-fn spanning_source(home: &Home) -> PathBuf {
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    src
+    let found = versions(&home, src.join("big"));
+    assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]
@@ -211,11 +171,11 @@ fn a_changer_that_fails_to_move_fails_the_backup_naming_the_volume_and_the_file(
     let home = Home::new();
     library(&home, "6MiB");
     home.run(&["vlib", "changer", "--jam", "on"]).success();
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     let (summary, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--pool", "p", "--block-size", "64KiB"],
-        &src,
+        &[&src],
         1,
     );
     assert_eq!(summary["status"], "failed", "{summary}");
@@ -232,8 +192,8 @@ fn a_changer_that_fails_to_move_fails_the_backup_naming_the_volume_and_the_file(
         placed(&home, &src.join("a-big")),
         [("TD0001L9".to_string(), 1)]
     );
-    let found = home.json(&["find", "--json", "--file", in_flight.to_str().unwrap()]);
-    assert_eq!(found.as_array().map(Vec::len), Some(0), "{found}");
+    let found = versions(&home, &in_flight);
+    assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]
@@ -243,25 +203,14 @@ fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
     // The second cartridge reports early warning after 1 MiB.
     home.run(&["vlib", "set", "TD0002L9", "--early-warning-at", "1MiB"])
         .success();
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     let summary = pool_backup(&home, &src, 0);
     let volumes = strings(&summary["volumes"]);
     assert_eq!(volumes.len(), 3, "{summary}");
     assert_eq!(volumes[1], "TD0002L9", "{summary}");
     let out = home.path().join("out");
-    fs::create_dir(&out).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&out);
-    for v in &volumes {
-        tar.arg("-f").arg(tape_file(&home, v, 1));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let back = out.join(src.strip_prefix("/").unwrap());
+    tar_extract_volumes(&home, &volumes, &out);
+    let back = under(&out, &src);
     assert_eq!(fs::read(back.join("b-big")).unwrap(), noise(3_000_000, 2));
     let segments = placed(&home, &src.join("b-big"));
     assert!(segments.len() >= 2, "{segments:?}");
@@ -271,7 +220,7 @@ fn early_warning_injected_on_the_next_volume_spans_on_to_a_third() {
 fn a_drive_that_goes_offline_while_the_backup_waits_for_a_tape_ends_it_cleanly() {
     let home = Home::new();
     library(&home, "6MiB");
-    let src = spanning_source(&home);
+    let src = spanning_source(home.path(), 0);
     // No pool, so no changer: the operator is asked, and nobody answers.
     let child = common::spawn_backup_with(
         &home,
@@ -304,10 +253,7 @@ fn a_drive_that_goes_offline_while_the_backup_waits_for_a_tape_ends_it_cleanly()
     }
     home.run(&["vlib", "set", "TD0001L9", "--not-ready", "on"])
         .success();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (summary, _) = wait_json(child, 1);
     assert_eq!(summary["status"], "failed", "{summary}");
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("TD0001L9"), "{error}");

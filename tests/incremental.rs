@@ -4,41 +4,18 @@
 
 mod common;
 
-use common::Home;
+use common::{labelled, member_name, read_index, tape_file, tar_extract_ok, tar_list, under, Home};
 use serde_json::Value;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
-fn labelled(home: &Home) {
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    home.run(&["volume", "label", "--drive", "lto9"]).success();
-}
-
-/// Tape file `n` of the cartridge in the LTO-9 drive.
-fn tape_file(home: &Home, n: u32) -> PathBuf {
-    home.vlib().join(format!("cartridges/TD0001L9/{n:05}.tar"))
-}
-
-/// `tapedeck backup --drive lto9 --job JOB ARGS --json PATHS`, expected to exit with
-/// `code`: the JSON summary and what went to stderr.
+/// `tapedeck backup --drive lto9 --job JOB ARGS --json PATHS`, which must make a complete
+/// backup: the JSON summary and what went to stderr.
 fn backup_json(home: &Home, job: &str, args: &[&str], paths: &[&Path]) -> (Value, String) {
-    let out = home
-        .cmd()
-        .args(["backup", "--drive", "lto9", "--memory-buffer", "16MiB"])
-        .args(["--job", job])
-        .args(args)
-        .arg("--json")
-        .args(paths)
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let lto9 = ["--drive", "lto9", "--memory-buffer", "16MiB", "--job", job];
+    let (summary, stderr) = common::backup_json(home, &[&lto9[..], args].concat(), paths, 0);
     assert_eq!(summary["status"], "complete", "{summary}\n{stderr}");
     (summary, stderr)
 }
@@ -47,45 +24,9 @@ fn backup(home: &Home, job: &str, args: &[&str], src: &Path) -> Value {
     backup_json(home, job, args, &[src]).0
 }
 
-/// The member names of a tar file, as GNU tar lists them.
-fn tar_list(file: &Path) -> Vec<String> {
-    let out = Std::new("tar").arg("-tf").arg(file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// The tar member name of a path.
-fn member(p: &Path) -> String {
-    p.strip_prefix("/").unwrap().to_str().unwrap().to_string()
-}
-
-/// The lines of the index tape file `n`.
-fn index_lines(home: &Home, n: u32) -> Vec<Value> {
-    let mut archive = tar::Archive::new(fs::File::open(tape_file(home, n)).unwrap());
-    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
-    let mut zst = Vec::new();
-    entry.read_to_end(&mut zst).unwrap();
-    String::from_utf8(zstd::decode_all(zst.as_slice()).unwrap())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Every version of `path` the catalogue knows, newest first: (backup kind, member type).
 fn versions(home: &Home, path: &Path) -> Vec<(String, String)> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    found
-        .as_array()
-        .unwrap()
+    common::versions(home, path)
         .iter()
         .map(|v| {
             (
@@ -150,12 +91,12 @@ fn an_incremental_stores_only_what_changed_and_records_deletions() {
     assert_eq!(inc["files"], 6, "{inc}");
 
     // The full is tape files 1 (data) and 2 (index); the incremental 3 and 4.
-    let mut listing = tar_list(&tape_file(&home, 3));
+    let mut listing = tar_list(&tape_file(&home, "TD0001L9", 3));
     listing.sort();
     let mut want: Vec<String> = ["", "sub", "edit", "mode", "new", "same"]
         .iter()
         .map(|p| {
-            let m = member(&src.join(p));
+            let m = member_name(&src.join(p));
             if p.is_empty() || *p == "sub" {
                 format!("{}/", m.trim_end_matches('/'))
             } else {
@@ -166,16 +107,8 @@ fn an_incremental_stores_only_what_changed_and_records_deletions() {
     want.sort();
     assert_eq!(listing, want);
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let ok = Std::new("tar")
-        .arg("-xf")
-        .arg(tape_file(&home, 3))
-        .arg("-C")
-        .arg(&restore)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let back = restore.join(member(&src));
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 3), &restore);
+    let back = under(&restore, &src);
     assert_eq!(fs::read(back.join("edit")).unwrap(), b"second, longer\n");
     let mode = fs::metadata(back.join("mode"))
         .unwrap()
@@ -185,7 +118,7 @@ fn an_incremental_stores_only_what_changed_and_records_deletions() {
     assert_eq!(fs::read(back.join("same")).unwrap(), b"bbbb\n");
 
     // The index names the parent and records the deletion without a place on tape.
-    let lines = index_lines(&home, 4);
+    let (_, lines) = read_index(&tape_file(&home, "TD0001L9", 4));
     assert_eq!(lines[0]["kind"], "incremental");
     assert_eq!(lines[0]["parent"], full["uuid"]);
     let gone = lines
@@ -246,19 +179,25 @@ fn a_differential_holds_everything_since_the_full() {
     fs::write(src.join("sub/keep2"), b"changed later\n").unwrap();
     let inc2 = backup(&home, "docs", &["--incremental"], &src);
     assert_eq!(inc2["parent"], inc1["uuid"]);
-    let inc2_files = tar_list(&tape_file(&home, 5));
-    assert!(!inc2_files.contains(&member(&src.join("edit"))));
+    let inc2_files = tar_list(&tape_file(&home, "TD0001L9", 5));
+    assert!(!inc2_files.contains(&member_name(&src.join("edit"))));
 
     let diff = backup(&home, "docs", &["--since-full"], &src);
     assert_eq!(diff["kind"], "differential", "{diff}");
     assert_eq!(diff["parent"], full["uuid"], "{diff}");
-    let listing = tar_list(&tape_file(&home, 7));
-    assert!(listing.contains(&member(&src.join("edit"))), "{listing:?}");
+    let listing = tar_list(&tape_file(&home, "TD0001L9", 7));
     assert!(
-        listing.contains(&member(&src.join("sub/keep2"))),
+        listing.contains(&member_name(&src.join("edit"))),
         "{listing:?}"
     );
-    assert!(!listing.contains(&member(&src.join("keep"))), "{listing:?}");
+    assert!(
+        listing.contains(&member_name(&src.join("sub/keep2"))),
+        "{listing:?}"
+    );
+    assert!(
+        !listing.contains(&member_name(&src.join("keep"))),
+        "{listing:?}"
+    );
     // An incremental after it builds on the differential.
     let inc3 = backup(&home, "docs", &["--incremental"], &src);
     assert_eq!(inc3["parent"], diff["uuid"], "{inc3}");
@@ -282,7 +221,7 @@ fn incremental_without_a_job_is_refused() {
             .code(2)
             .stderr(predicates::str::contains("needs --job"));
     }
-    assert!(!tape_file(&home, 1).exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
@@ -319,26 +258,20 @@ fn a_hard_link_whose_first_name_is_unchanged_is_stored_whole() {
     backup(&home, "links", &[], &src.join("a"));
     let inc = backup(&home, "links", &["--incremental"], &src);
     assert_eq!(inc["kind"], "incremental", "{inc}");
-    let listing = tar_list(&tape_file(&home, 3));
-    assert!(!listing.contains(&member(&src.join("a"))), "{listing:?}");
-    assert!(listing.contains(&member(&src.join("b"))), "{listing:?}");
+    let listing = tar_list(&tape_file(&home, "TD0001L9", 3));
+    assert!(
+        !listing.contains(&member_name(&src.join("a"))),
+        "{listing:?}"
+    );
+    assert!(
+        listing.contains(&member_name(&src.join("b"))),
+        "{listing:?}"
+    );
 
     // GNU tar restores `b` from the incremental's tape file alone.
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let out = Std::new("tar")
-        .arg("-xf")
-        .arg(tape_file(&home, 3))
-        .arg("-C")
-        .arg(&restore)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = restore.join(member(&src));
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 3), &restore);
+    let back = under(&restore, &src);
     assert_eq!(fs::read(back.join("b")).unwrap(), b"linked content\n");
     assert_eq!(
         versions(&home, &src.join("b")),
@@ -353,7 +286,7 @@ fn a_hard_link_whose_first_name_is_unchanged_is_stored_whole() {
     backup(&home, "links", &["--incremental"], &src);
     let out = Std::new("tar")
         .arg("-tvf")
-        .arg(tape_file(&home, 5))
+        .arg(tape_file(&home, "TD0001L9", 5))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::Home;
+use common::{
+    backup_json, backup_lto9, noise, pool_backup, pool_library, spanning_source, tape_file, under,
+    versions, Home,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -29,33 +32,6 @@ fn source_tree(root: &Path) -> PathBuf {
     src
 }
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
-}
-
 fn forget_catalogue(home: &Home) {
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", home.db().display()));
@@ -63,12 +39,6 @@ fn forget_catalogue(home: &Home) {
             fs::remove_file(p).unwrap();
         }
     }
-}
-
-/// `find --json --file PATH`.
-fn versions(home: &Home, path: &Path) -> Vec<serde_json::Value> {
-    let found = home.json(&["find", "--json", "--file", path.to_str().unwrap()]);
-    found.as_array().unwrap().clone()
 }
 
 /// What must survive a rebuild of a file version.
@@ -82,36 +52,24 @@ fn essence(v: &serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// `tapedeck catalog rebuild --drive lto9 --json --tape TAPE EXTRA`, expected to exit with
+/// `code`: the report and stderr.
 fn rebuild(home: &Home, tape: &str, extra: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--json", "--tape", tape,
-        ])
-        .args(extra)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
+    let args = [
+        "catalog", "rebuild", "--drive", "lto9", "--json", "--tape", tape,
+    ];
+    home.json_report(&[&args[..], extra].concat(), code)
 }
 
 /// Puts the cartridge `barcode` into drive lto9 (the one there goes back to its slot).
 fn load(home: &Home, barcode: &str) {
-    let lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
-            .unwrap();
-    if lib["drives"][0]["cartridge"] == barcode {
+    if home.library()["drives"][0]["cartridge"] == barcode {
         return;
     }
-    if !lib["drives"][0]["cartridge"].is_null() {
+    if !home.library()["drives"][0]["cartridge"].is_null() {
         home.run(&["unload", "--drive", "lto9"]).success();
     }
-    let lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(home.vlib().join("library.json")).unwrap())
-            .unwrap();
+    let lib = home.library();
     let slot = lib["slots"]
         .as_array()
         .unwrap()
@@ -132,9 +90,8 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     home.run(&["volume", "label", "--drive", "lto9", "--pool", "daily"])
         .success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src);
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src, &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     let notes = src.join("home/me/notes.txt");
     let page = src.join("home/me/docs/page07.txt");
     let link = src.join("home/me/link");
@@ -196,11 +153,19 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
         back.to_str().unwrap(),
     ])
     .success();
-    let inside = |p: &Path| back.join(p.strip_prefix("/").unwrap());
-    assert_eq!(fs::read(inside(&notes)).unwrap(), fs::read(&notes).unwrap());
+    assert_eq!(
+        fs::read(under(&back, &notes)).unwrap(),
+        fs::read(&notes).unwrap()
+    );
     let big = src.join("home/me/big.bin");
-    assert_eq!(fs::read(inside(&big)).unwrap(), fs::read(&big).unwrap());
-    assert_eq!(fs::read(inside(&page)).unwrap(), fs::read(&page).unwrap());
+    assert_eq!(
+        fs::read(under(&back, &big)).unwrap(),
+        fs::read(&big).unwrap()
+    );
+    assert_eq!(
+        fs::read(under(&back, &page)).unwrap(),
+        fs::read(&page).unwrap()
+    );
     home.run(&["catalog", "check"]).success();
     let volume = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
     assert_eq!(volume["pool"], "daily");
@@ -227,7 +192,7 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
     );
     assert_eq!(versions(&home, &page).len(), 2);
     // A backup appends after what the rebuild found.
-    let third = backup(&home, &args, &notes);
+    let third = backup_lto9(&home, &notes, &[]);
     assert_eq!(third["tape_file"], 5, "{third}");
 }
 
@@ -236,16 +201,12 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let summary = backup(
-        &home,
-        &["--drive", "lto9", "--memory-buffer", "16MiB"],
-        &src,
-    );
+    let summary = backup_lto9(&home, &src, &[]);
     let big = src.join("home/me/big.bin");
     let original = versions(&home, &big);
     forget_catalogue(&home);
     // Damage the compressed index inside tape file 2.
-    let index = home.vlib().join("cartridges/TD0001L9/00002.tar");
+    let index = tape_file(&home, "TD0001L9", 2);
     let mut bytes = fs::read(&index).unwrap();
     for b in &mut bytes[600..700] {
         *b = 0;
@@ -281,7 +242,7 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
     );
     assert_eq!(found[0]["segments"], original[0]["segments"]);
     assert_eq!(found[0]["mode"], original[0]["mode"]);
-    let link = versions(&home, &src.join("home/me/link"));
+    let link = versions(&home, src.join("home/me/link"));
     assert_eq!(link[0]["link"], "notes.txt");
     home.run(&["catalog", "check"]).success();
     // Scanning again does not scan what is recorded.
@@ -293,31 +254,9 @@ fn a_damaged_index_is_reported_and_scan_records_the_data_from_its_tar_headers() 
 #[test]
 fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
-    let summary = backup(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-    );
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
+    let summary = pool_backup(&home, &src, 0);
     let volumes: Vec<String> = summary["volumes"]
         .as_array()
         .unwrap()
@@ -381,10 +320,7 @@ fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
         back.to_str().unwrap(),
     ])
     .success();
-    assert!(
-        fs::read(back.join(files[1].strip_prefix("/").unwrap())).unwrap()
-            == fs::read(&files[1]).unwrap()
-    );
+    assert!(fs::read(under(&back, &files[1])).unwrap() == fs::read(&files[1]).unwrap());
     for v in &volumes[..volumes.len() - 1] {
         let shown = home.json(&["volume", "show", "--tape", v, "--json"]);
         assert_eq!(shown["status"], "full", "{shown}");
@@ -410,45 +346,27 @@ fn a_spanned_backup_is_recorded_whole_from_its_last_volume() {
 #[test]
 fn a_wrong_missing_or_blank_tape_is_refused_with_what_to_load() {
     let home = Home::with_fast_vlib();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    let text = String::from_utf8_lossy(&out);
+    // Without --json: what the operator reads.
+    let refused = |tape: &str| {
+        let out = home
+            .cmd()
+            .args(["catalog", "rebuild", "--drive", "lto9", "--tape", tape])
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let text = refused("TD0002L9");
     assert!(
         text.contains("holds no tape") && text.contains("tapedeck load 2 --drive lto9"),
         "{text}"
     );
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0001L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    assert!(String::from_utf8_lossy(&out).contains("blank"));
+    assert!(refused("TD0001L9").contains("blank"));
     home.run(&["volume", "label", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "catalog", "rebuild", "--drive", "lto9", "--tape", "TD0002L9",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
-    let text = String::from_utf8_lossy(&out);
+    let text = refused("TD0002L9");
     assert!(
         text.contains("is volume TD0001L9, not TD0002L9") && text.contains("slot 2"),
         "{text}"
@@ -467,18 +385,7 @@ fn an_incremental_chain_rebuilt_in_any_order_goes_on_as_before() {
     for i in 0..10 {
         fs::write(src.join(format!("f{i}")), format!("file {i}\n")).unwrap();
     }
-    let job = |extra: &[&str]| {
-        let mut args = vec![
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--job",
-            "home",
-        ];
-        args.extend_from_slice(extra);
-        backup(&home, &args, &src)
-    };
+    let job = |extra: &[&str]| backup_lto9(&home, &src, &[&["--job", "home"][..], extra].concat());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let full = job(&[]);
     fs::write(src.join("f3"), b"changed\n").unwrap();
@@ -522,9 +429,8 @@ fn an_interrupted_rebuild_leaves_no_half_recorded_backup() {
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src);
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src, &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     forget_catalogue(&home);
 
     let mut cat = home.catalog();
@@ -552,9 +458,8 @@ fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_rea
     let home = Home::with_fast_vlib();
     let src = source_tree(home.path());
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let args = ["--drive", "lto9", "--memory-buffer", "16MiB"];
-    let first = backup(&home, &args, &src.join("home/me/docs"));
-    let second = backup(&home, &args, &src.join("home/me/docs"));
+    let first = backup_lto9(&home, &src.join("home/me/docs"), &[]);
+    let second = backup_lto9(&home, &src.join("home/me/docs"), &[]);
     forget_catalogue(&home);
     // The first backup's index (tape file 2) is at block 4.
     assert_eq!(first["first_block"], 2);
@@ -583,7 +488,7 @@ fn a_tape_file_that_cannot_be_read_is_reported_and_the_rest_of_the_volume_is_rea
         .filter(|b| b["source"] == "scan" && b["tape_file"] == 1)
         .collect();
     assert_eq!(scanned.len(), 1, "{report}");
-    let page = versions(&home, &src.join("home/me/docs/page03.txt"));
+    let page = versions(&home, src.join("home/me/docs/page03.txt"));
     assert_eq!(page.len(), 2, "both backups' copies");
     home.run(&["catalog", "check"]).success();
 }
@@ -633,25 +538,9 @@ fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
         assert!(ok.success());
     }
     home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--strategy",
-            "dd",
-            "--json",
-            "--from",
-        ])
-        .arg(&gnu)
-        .arg(&pax)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let dd = ["--drive", "lto9", "--strategy", "dd", "--from"];
+    let from = [gnu.to_str().unwrap(), pax.to_str().unwrap()];
+    let (summary, _) = backup_json(&home, &[&dd[..], &from].concat(), &[], 0);
     assert_eq!(summary["status"], "complete", "{summary}");
     let names = [
         "/proj/holes-gnu",
@@ -665,11 +554,7 @@ fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
         .map(|n| versions(&home, Path::new(n))[0].clone())
         .collect();
     forget_catalogue(&home);
-    fs::write(
-        home.vlib().join("cartridges/TD0001L9/00002.tar"),
-        vec![0u8; 512 * 1024],
-    )
-    .unwrap();
+    fs::write(tape_file(&home, "TD0001L9", 2), vec![0u8; 512 * 1024]).unwrap();
     let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
     assert_eq!(report["backups"][0]["source"], "scan", "{report}");
     assert!(report["notes"].to_string().contains("sparse"), "{report}");

@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::Home;
+use common::{
+    backup_lto9, interrupt, noise, only_version, pool_backup, pool_library, read_error_inside,
+    same_files, strings, tape_file, three_files_backed_up, under, wait_for_log, wait_json, Home,
+};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,65 +18,14 @@ use tapedeck::catalog::{BackupStatus, FileKind, FileRecord, NewBackup, SegmentRe
 
 const MIB: u64 = 1 << 20;
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// `tapedeck backup --json ARGS SRC` that must succeed: its summary.
-fn backup(home: &Home, args: &[&str], src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "backup failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
-}
-
-fn backup_lto9(home: &Home, src: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--drive", "lto9", "--memory-buffer", "16MiB"];
-    args.extend_from_slice(extra);
-    backup(home, &args, src)
-}
-
 /// `tapedeck restore ARGS --json`, expected to exit with `code`: the report and stderr.
 fn restore(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("restore")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
-}
-
-fn under(to: &Path, path: &Path) -> PathBuf {
-    to.join(path.strip_prefix("/").unwrap())
-}
-
-fn cartridge_dir(home: &Home, label: &str) -> PathBuf {
-    home.vlib().join("cartridges").join(label)
+    home.json_report(&[&["restore"][..], args, &["--json"]].concat(), code)
 }
 
 fn bytes_read(home: &Home, label: &str) -> u64 {
     let meta: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(cartridge_dir(home, label).join("cartridge.json")).unwrap(),
+        &fs::read_to_string(home.cartridge(label).join("cartridge.json")).unwrap(),
     )
     .unwrap();
     meta["counters"]["bytes_read"].as_u64().unwrap()
@@ -301,10 +253,7 @@ fn a_whole_tape_and_patterns() {
         0,
     );
     assert_eq!(report["failed"], 0, "{report}");
-    for entry in fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        assert_eq!(fs::read(under(&to, &p)).unwrap(), fs::read(&p).unwrap());
-    }
+    same_files(&src, &under(&to, &src));
     assert_eq!(
         fs::read(under(&to, &more.join("second.txt"))).unwrap(),
         b"second backup"
@@ -375,7 +324,7 @@ fn a_job_is_restored_as_it_was_at_a_date() {
     assert_eq!(second["kind"], "incremental", "{second}");
     assert_eq!(second["deleted"], 1, "{second}");
     // Known start times, so dates fall between the two.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
+    let db = home.sql();
     for (backup, at) in [(&first, 1000), (&second, 2000)] {
         db.execute(
             "UPDATE backups SET started_at = ?1 WHERE uuid = ?2",
@@ -431,29 +380,13 @@ fn a_job_is_restored_as_it_was_at_a_date() {
 
 /// A backup over three 6 MiB volumes in pool `p`, with one file spanning all three.
 fn spanned_backup(home: &Home) -> (PathBuf, serde_json::Value) {
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(home, "6MiB");
     let src = home.path().join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("a-small"), noise(100_000, 1)).unwrap();
     fs::write(src.join("b-huge"), noise(11_000_000, 2)).unwrap();
     fs::write(src.join("c-small"), noise(200_000, 3)).unwrap();
-    let summary = backup(
-        home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        &src,
-    );
+    let summary = pool_backup(home, &src, 0);
     assert_eq!(summary["volumes"].as_array().unwrap().len(), 3, "{summary}");
     (src, summary)
 }
@@ -463,8 +396,8 @@ fn a_file_split_over_three_volumes_is_joined_with_changer_loads() {
     let home = Home::new();
     let (src, summary) = spanned_backup(&home);
     let huge = src.join("b-huge");
-    let found = home.json(&["find", "--json", "--file", huge.to_str().unwrap()]);
-    assert_eq!(found[0]["segments"].as_array().unwrap().len(), 3, "{found}");
+    let found = only_version(&home, &huge);
+    assert_eq!(found["segments"].as_array().unwrap().len(), 3, "{found}");
     // The drive holds the last volume; the plan starts with the first.
     let plan = home.json(&[
         "restore",
@@ -479,12 +412,7 @@ fn a_file_split_over_three_volumes_is_joined_with_changer_loads() {
         .iter()
         .map(|v| v["volume"].as_str().unwrap())
         .collect();
-    let volumes: Vec<&str> = summary["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&summary["volumes"]);
     assert_eq!(order, volumes, "volumes in the order the backup wrote them");
 
     let to = home.path().join("to");
@@ -518,16 +446,7 @@ fn a_volume_not_in_the_library_is_waited_for_and_the_split_file_joined() {
     let (src, summary) = spanned_backup(&home);
     let middle = summary["volumes"][1].as_str().unwrap().to_string();
     // Take the middle volume out of the library (offsite).
-    let lib_path = home.vlib().join("library.json");
-    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
-        let mut lib: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(&lib_path).unwrap()).unwrap();
-        f(&mut lib);
-        let tmp = lib_path.with_extension("tmp");
-        fs::write(&tmp, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
-        fs::rename(&tmp, &lib_path).unwrap();
-    };
-    edit(&|lib| {
+    home.edit_library(|lib| {
         for s in lib["slots"].as_array_mut().unwrap() {
             if s == middle.as_str() {
                 *s = serde_json::Value::Null;
@@ -555,41 +474,17 @@ fn a_volume_not_in_the_library_is_waited_for_and_the_split_file_joined() {
     assert!(!under(&to, &huge).exists(), "no partial file left");
 
     // With --change-timeout the restore waits; the volume comes back into the mail slot.
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
+    let child = home
+        .process()
         .args(["restore", "--json", "--change-timeout", "60", "--file"])
         .arg(&huge)
         .arg("--to")
         .arg(&to)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let log_dir = home.path().join("logs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !fs::read_dir(&log_dir)
-        .map(|d| {
-            d.flatten().any(|f| {
-                fs::read_to_string(f.path())
-                    .unwrap_or_default()
-                    .contains(&format!("needs volume {middle}"))
-            })
-        })
-        .unwrap_or(false)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never asked for {middle}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    edit(&|lib| lib["import_export"][0] = serde_json::Value::from(middle.as_str()));
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    wait_for_log(&home, &format!("needs volume {middle}"));
+    home.edit_library(|lib| lib["import_export"][0] = serde_json::Value::from(middle.as_str()));
+    wait_json(child, 0);
     assert_eq!(
         fs::read(under(&to, &huge)).unwrap(),
         fs::read(&huge).unwrap()
@@ -672,7 +567,7 @@ fn raw_header(m: &Crafted) -> [u8; 512] {
 /// as one complete backup. Returns the backup's uuid.
 fn craft_tape(home: &Home, label: &str, members: &[Crafted]) -> String {
     let block = 512 * 1024u64;
-    let dir = cartridge_dir(home, label);
+    let dir = home.cartridge(label);
     let mut tape = fs::File::create(dir.join("00001.tar")).unwrap();
     let mut places = Vec::new();
     let mut at = 0u64;
@@ -824,24 +719,8 @@ fn members_that_would_land_outside_the_target_are_refused_one_by_one() {
 
 #[test]
 fn a_medium_error_damages_one_member_and_the_rest_is_restored() {
-    let home = Home::with_fast_vlib();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        fs::write(src.join(name), noise(3_000_000, i as u64 + 1)).unwrap();
-    }
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    backup_lto9(&home, &src, &[]);
-    let found = home.json(&["find", "--json", "--file", src.join("b").to_str().unwrap()]);
-    let block = found[0]["segments"][0]["block"].as_u64().unwrap();
-    home.run(&[
-        "vlib",
-        "set",
-        "TD0001L9",
-        "--read-error-at",
-        &(block + 2).to_string(),
-    ])
-    .success();
+    let (home, src, _) = three_files_backed_up(3_000_000);
+    read_error_inside(&home, &src.join("b"));
     let to = home.path().join("to");
     let (report, stderr) = restore(
         &home,
@@ -953,7 +832,7 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(stderr.contains("nothing matches"), "{stderr}");
 
     // A foreign tape file where the catalogue places members: damaged, named, no panic.
-    let data = cartridge_dir(&home, "TD0001L9").join("00001.tar");
+    let data = tape_file(&home, "TD0001L9", 1);
     let len = fs::metadata(&data).unwrap().len() as usize;
     fs::write(&data, noise(len, 77)).unwrap();
     let to = home.path().join("to");
@@ -990,33 +869,17 @@ fn ctrl_c_stops_after_the_member_being_restored() {
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     backup_lto9(&home, &src, &[]);
     // Reading now at about 4 MB/s: the restore takes seconds.
-    let lib_path = home.vlib().join("library.json");
-    let mut lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&lib_path).unwrap()).unwrap();
-    lib["time_scale"] = serde_json::json!(0.01);
-    fs::write(&lib_path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+    home.edit_library(|lib| lib["time_scale"] = serde_json::json!(0.01));
     let to = home.path().join("to");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"))
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
+    let child = home
+        .process()
         .args(["restore", "--json", "--tape", "TD0001L9", "--to"])
         .arg(&to)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    interrupt(&child);
+    let (report, _) = wait_json(child, 130);
     assert_eq!(report["interrupted"], true, "{report}");
     let restored = report["restored"].as_u64().unwrap();
     assert!(restored < 7, "stopped early: {report}");

@@ -13,11 +13,10 @@
 
 mod common;
 
-use common::Home;
+use common::{backup_lto9, noise, pool_library, strings, under, Home, TmuxSession};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const BLOCK: u64 = 512 * 1024;
 const EXAMPLE_FILE: &str = "home/me/notes.txt";
@@ -99,43 +98,11 @@ impl Tape {
     }
 }
 
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .expect("tmux (apt-get install -y tmux)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A command running in tmux, waiting for the operator; the session ends with the test.
 struct Interactive {
-    session: String,
+    session: TmuxSession,
     /// The symlink standing for /dev/nst0.
     device: PathBuf,
-}
-
-impl Drop for Interactive {
-    fn drop(&mut self) {
-        tmux(&["kill-session", "-t", &self.session]);
-    }
-}
-
-impl Interactive {
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = tmux(&["capture-pane", "-p", "-t", &self.session]);
-            if screen.contains(what) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{what}` did not appear; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 /// Starts `command` (which reads /dev/nst0 and asks on its terminal) in tmux, in `dir`.
@@ -148,20 +115,7 @@ fn start_interactive(command: &str, tape: &Tape, dir: &Path) -> Interactive {
         dir.display(),
         command.replace("/dev/nst0", device.to_str().unwrap())
     );
-    let session = format!("restore-{}", std::process::id());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "30",
-        "bash",
-        "-c",
-        &script,
-    ]);
+    let session = TmuxSession::start(format!("restore-{}", std::process::id()), 200, &script);
     Interactive { session, device }
 }
 
@@ -190,8 +144,8 @@ fn run_block(
                 let tar = waiting.take().expect("a command waiting for Enter");
                 fs::remove_file(&tar.device).unwrap();
                 std::os::unix::fs::symlink(tape.device(), &tar.device).unwrap();
-                tmux(&["send-keys", "-t", &tar.session, "Enter"]);
-                let screen = tar.wait_for("EXIT=");
+                tar.session.send_keys("Enter");
+                let screen = tar.session.wait_for("EXIT=", 60);
                 assert!(screen.contains("EXIT=0"), "`tar -M` failed:\n{screen}");
             }
             continue;
@@ -220,7 +174,7 @@ fn run_block(
         }
         if line.contains(" -M ") && line.contains("-f /dev/nst0") {
             let tar = start_interactive(&line.replace(EXAMPLE_FILE, member), tape, dir);
-            tar.wait_for("Prepare volume #2");
+            tar.session.wait_for("Prepare volume #2", 60);
             waiting = Some(tar);
             continue;
         }
@@ -245,30 +199,8 @@ fn run_block(
     outputs
 }
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn backup(home: &Home, src: &Path) -> serde_json::Value {
-    let out = home
-        .cmd()
-        .args(["backup", "--drive", "lto9", "--pool", "p", "--json"])
-        .args(["--memory-buffer", "16MiB"])
-        .arg(src)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
+    backup_lto9(home, src, &["--pool", "p"])
 }
 
 #[test]
@@ -287,10 +219,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
     // Volume TD0001L9: a first backup (tape files 1, 2), a second (3, 4), then one that
     // starts at tape file 5 and continues on TD0002L9 at tape file 1, as the README says.
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "12MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
+    pool_library(&home, "12MiB");
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     home.run(&["volume", "label", "--drive", "lto9", "--pool", "p"])
         .success();
@@ -313,21 +242,13 @@ fn the_readme_commands_restore_from_tape_files_alone() {
         fs::write(big.join(name), noise(size, seed)).unwrap();
     }
     let spanned = backup(&home, &big);
-    let volumes: Vec<&str> = spanned["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&spanned["volumes"]);
     assert_eq!(volumes, ["TD0001L9", "TD0002L9"], "{spanned}");
     assert_eq!(spanned["tape_file"], 5, "{spanned}");
 
     let work = home.path().join("work");
     let mut tape = Tape {
-        cartridges: volumes
-            .iter()
-            .map(|v| home.vlib().join("cartridges").join(v))
-            .collect(),
+        cartridges: volumes.iter().map(|v| home.cartridge(v)).collect(),
         loaded: 0,
         file: 0,
         block: 0,
@@ -391,7 +312,7 @@ fn the_readme_commands_restore_from_tape_files_alone() {
         run_block(&blocks[block], &mut tape, &dir, member, &[]);
         assert_eq!(tape.loaded, 1, "the second volume was loaded");
         for name in ["a-big", "b-big"] {
-            let back = dir.join(big.strip_prefix("/").unwrap()).join(name);
+            let back = under(&dir, &big).join(name);
             assert!(
                 fs::read(&back).unwrap() == fs::read(big.join(name)).unwrap(),
                 "block {block}: {name} differs"

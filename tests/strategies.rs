@@ -5,39 +5,19 @@
 
 mod common;
 
-use common::{labelled, many_files, noise, slow_library, Home};
+use common::{
+    backup_json, interrupt, labelled, many_files, noise, only_version, pool_library, same_files,
+    slow_library, spanning_source, spawn_backup_with, strings, tape_file, tar_extract_ok,
+    tar_extract_volumes, tar_list, under, wait_for_data, wait_json, Home, POOL_BACKUP,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Std, Stdio};
+use std::process::Command as Std;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const BLOCK: u64 = 512 * 1024;
-
-fn cartridge(home: &Home, label: &str) -> PathBuf {
-    home.vlib().join("cartridges").join(label)
-}
-
-/// `tapedeck backup ARGS --json`, expected to exit with `code`: the summary and stderr.
-fn backup_json(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary = if code == 2 {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
-    };
-    (summary, stderr)
-}
 
 /// Bytes the spool's chunk files hold now (the files inside the spool directory's
 /// `tapedeck-spool-*` directories; a file deleted while looked at counts as gone).
@@ -112,34 +92,6 @@ impl SpoolWatch {
     }
 }
 
-fn extract(archive: &Path, into: &Path) {
-    fs::create_dir_all(into).unwrap();
-    let out = Std::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn same_tree(src: &Path, back: &Path) {
-    for entry in fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        assert_eq!(
-            fs::read(entry.path()).unwrap(),
-            fs::read(back.join(entry.file_name())).unwrap(),
-            "{:?} differs",
-            entry.file_name()
-        );
-    }
-}
-
 #[test]
 fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
     let home = Home::new();
@@ -171,8 +123,8 @@ fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
             spool.to_str().unwrap(),
             "--spool-size",
             "2MiB",
-            src.to_str().unwrap(),
         ],
+        &[&src],
         0,
     );
     let (seen_peak, seen_files) = watch.finish();
@@ -198,29 +150,21 @@ fn the_tar_strategy_stages_through_a_spool_much_smaller_than_the_backup() {
 
     // GNU tar extracts it byte for byte.
     let restore = home.path().join("restore");
-    extract(&cartridge(&home, "TD0001L9").join("00001.tar"), &restore);
-    same_tree(&src, &restore.join(src.strip_prefix("/").unwrap()));
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 1), &restore);
+    same_files(&src, &under(&restore, &src));
 
     // The catalogue records the strategy and the files at their places.
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let strategy: String = db
-        .query_row("SELECT strategy FROM backups", [], |r| r.get(0))
-        .unwrap();
+    let strategy: String = home.sql_value("SELECT strategy FROM backups");
     assert_eq!(strategy, "tar");
-    let found = home.json(&[
-        "find",
-        "--json",
-        "--file",
-        src.join("big3").to_str().unwrap(),
-    ]);
+    let found = only_version(&home, src.join("big3"));
     assert_eq!(
-        found[0]["blake3"],
+        found["blake3"],
         blake3::hash(&noise(2_000_000, 4)).to_hex().to_string()
     );
     member_at(
         &home,
         "TD0001L9",
-        &found[0]["segments"][0],
+        &found["segments"][0],
         &format!("{}/big3", src.strip_prefix("/").unwrap().display()),
     );
 }
@@ -243,8 +187,8 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
             spool.to_str().unwrap(),
             "--spool-size",
             "1EiB",
-            src.to_str().unwrap(),
         ],
+        &[&src],
         2,
     );
     assert!(stderr.contains("free"), "{stderr}");
@@ -260,30 +204,22 @@ fn a_spool_larger_than_the_free_space_is_refused_before_the_tape_moves() {
             "tar",
             "--spool-dir",
             home.path().join("nowhere").to_str().unwrap(),
-            src.to_str().unwrap(),
         ],
+        &[&src],
         2,
     );
     assert!(stderr.contains("nowhere"), "{stderr}");
     // Spool options without the tar strategy.
     let (_, stderr) = backup_json(
         &home,
-        &[
-            "--drive",
-            "lto9",
-            "--spool-size",
-            "1GiB",
-            src.to_str().unwrap(),
-        ],
+        &["--drive", "lto9", "--spool-size", "1GiB"],
+        &[&src],
         2,
     );
     assert!(stderr.contains("--strategy tar"), "{stderr}");
     // Nothing went to tape, nothing to the catalogue, nothing was left in the spool.
-    assert!(!cartridge(&home, "TD0001L9").join("00001.tar").exists());
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let backups: i64 = db
-        .query_row("SELECT count(*) FROM backups", [], |r| r.get(0))
-        .unwrap();
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
+    let backups: i64 = home.sql_value("SELECT count(*) FROM backups");
     assert_eq!(backups, 0);
     assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
 }
@@ -296,48 +232,32 @@ fn ctrl_c_during_a_spooled_backup_drains_it_and_removes_the_spool() {
     let src = many_files(home.path(), 40, 1 << 20);
     let spool = home.path().join("spool");
     fs::create_dir(&spool).unwrap();
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    let child = Std::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .args(["backup", "--drive", "lto9", "--memory-buffer", "4MiB"])
-        .args(["--strategy", "tar", "--spool-size", "4MiB", "--json"])
-        .arg("--spool-dir")
-        .arg(&spool)
-        .arg(&src)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let data = cartridge(&home, "TD0001L9").join("00001.tar");
-    for _ in 0..400 {
-        if fs::metadata(&data).map(|m| m.len() > 0).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let child = spawn_backup_with(
+        &home,
+        &[
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "4MiB",
+            "--strategy",
+            "tar",
+            "--spool-size",
+            "4MiB",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+        &src,
+    );
+    let data = tape_file(&home, "TD0001L9", 1);
+    wait_for_data(&data);
+    interrupt(&child);
+    let (summary, _) = wait_json(child, 130);
     assert_eq!(summary["status"], "aborted", "{summary}");
     let saved = summary["files"].as_u64().unwrap();
     assert!(saved > 0 && saved < 41, "{summary}");
     // The spool is gone; the tape file is a whole archive with at least the saved files.
     assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
-    let list = Std::new("tar").arg("-tf").arg(&data).output().unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    assert!(String::from_utf8(list.stdout).unwrap().lines().count() as u64 >= saved);
+    assert!(tar_list(&data).len() as u64 >= saved);
 }
 
 /// A tree to pack with GNU tar: files, a subdirectory, a symlink, a long name.
@@ -359,12 +279,11 @@ fn long_name() -> String {
 /// Checks that `segment` (from `find --json`) points at the start of `member`: GNU tar
 /// reading the tape file from that block and offset lists `member` first.
 fn member_at(home: &Home, label: &str, segment: &serde_json::Value, member: &str) {
-    let tape_file = segment["tape_file"].as_u64().unwrap();
-    let file = cartridge(home, label).join(format!("{tape_file:05}.tar"));
-    let bytes = fs::read(&file).unwrap();
+    let n = segment["tape_file"].as_u64().unwrap();
+    let bytes = fs::read(tape_file(home, label, n)).unwrap();
     // The data tape file after the label's block and filemark starts at block 2; later
     // ones after earlier files: the first block of this one is found from its size.
-    let first_block = first_block_of(home, label, tape_file);
+    let first_block = first_block_of(home, label, n);
     let block = segment["block"].as_u64().unwrap();
     let at = ((block - first_block) * BLOCK + segment["offset"].as_u64().unwrap()) as usize;
     let rest = home.path().join("rest.tar");
@@ -384,18 +303,10 @@ fn member_at(home: &Home, label: &str, segment: &serde_json::Value, member: &str
 fn first_block_of(home: &Home, label: &str, n: u64) -> u64 {
     (0..n)
         .map(|k| {
-            let len = fs::metadata(cartridge(home, label).join(format!("{k:05}.tar")))
-                .unwrap()
-                .len();
+            let len = fs::metadata(tape_file(home, label, k)).unwrap().len();
             len.div_ceil(BLOCK) + 1
         })
         .sum()
-}
-
-fn find_one(home: &Home, path: &str) -> serde_json::Value {
-    let found = home.json(&["find", "--json", "--file", path]);
-    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
-    found[0].clone()
 }
 
 #[test]
@@ -424,7 +335,7 @@ fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers
 
     // The tape file is the archive: GNU tar restores it.
     let restore = home.path().join("restore");
-    extract(&cartridge(&home, "TD0001L9").join("00001.tar"), &restore);
+    tar_extract_ok(&tape_file(&home, "TD0001L9", 1), &restore);
     assert_eq!(
         fs::read(restore.join("proj/sub/b.bin")).unwrap(),
         noise(300_000, 1)
@@ -432,30 +343,27 @@ fn dd_from_stdin_writes_a_tar_stream_and_catalogues_its_members_at_their_headers
 
     // Members are catalogued under their tar names with a leading `/`, with hashes and
     // positions that point at their first header (the long name's at its `L` record).
-    let b = find_one(&home, "/proj/sub/b.bin");
+    let b = only_version(&home, "/proj/sub/b.bin");
     assert_eq!(b["size"], 300_000);
     assert_eq!(
         b["blake3"],
         blake3::hash(&noise(300_000, 1)).to_hex().to_string()
     );
     member_at(&home, "TD0001L9", &b["segments"][0], "proj/sub/b.bin");
-    let long = find_one(&home, &format!("/proj/{}", long_name()));
+    let long = only_version(&home, format!("/proj/{}", long_name()));
     member_at(
         &home,
         "TD0001L9",
         &long["segments"][0],
         &format!("proj/{}", long_name()),
     );
-    let link = find_one(&home, "/proj/link");
+    let link = only_version(&home, "/proj/link");
     assert_eq!(link["kind"], "symlink");
     assert_eq!(link["link"], "a.txt");
-    let db = rusqlite::Connection::open(home.db()).unwrap();
-    let strategy: String = db
-        .query_row("SELECT strategy FROM backups", [], |r| r.get(0))
-        .unwrap();
+    let strategy: String = home.sql_value("SELECT strategy FROM backups");
     assert_eq!(strategy, "dd");
     // The index tape file follows, as for any backup.
-    assert!(cartridge(&home, "TD0001L9").join("00002.tar").exists());
+    assert!(tape_file(&home, "TD0001L9", 2).exists());
     let _ = src;
 }
 
@@ -496,6 +404,7 @@ fn dd_of_a_file_and_a_fifo_is_one_tape_file_listing_both() {
             first.to_str().unwrap(),
             fifo.to_str().unwrap(),
         ],
+        &[],
         0,
     );
     assert!(writer.wait().unwrap().success());
@@ -504,17 +413,18 @@ fn dd_of_a_file_and_a_fifo_is_one_tape_file_listing_both() {
     assert_eq!(summary["volumes"].as_array().unwrap().len(), 1);
 
     // One tape file, one archive: GNU tar lists both sets without `--ignore-zeros`.
-    let list = Std::new("tar")
-        .arg("-tf")
-        .arg(cartridge(&home, "TD0001L9").join("00001.tar"))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8(list.stdout).unwrap();
-    assert!(listing.contains("one/sub/b.bin"), "{listing}");
-    assert!(listing.contains("two/sub/b.bin"), "{listing}");
-    assert_eq!(listing.lines().count(), 12, "{listing}");
-    assert!(cartridge(&home, "TD0001L9").join("00002.tar").exists());
-    let two = find_one(&home, "/two/sub/b.bin");
+    let listing = tar_list(&tape_file(&home, "TD0001L9", 1));
+    assert!(
+        listing.iter().any(|m| m.contains("one/sub/b.bin")),
+        "{listing:?}"
+    );
+    assert!(
+        listing.iter().any(|m| m.contains("two/sub/b.bin")),
+        "{listing:?}"
+    );
+    assert_eq!(listing.len(), 12, "{listing:?}");
+    assert!(tape_file(&home, "TD0001L9", 2).exists());
+    let two = only_version(&home, "/two/sub/b.bin");
     assert_eq!(
         two["blake3"],
         blake3::hash(&noise(300_000, 7)).to_hex().to_string()
@@ -538,6 +448,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
             "--from",
             junk.to_str().unwrap(),
         ],
+        &[],
         2,
     );
     assert!(stderr.contains("not a tar archive"), "{stderr}");
@@ -565,6 +476,7 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
     let (_, stderr) = backup_json(
         &home,
         &["--drive", "lto9", "--from", junk.to_str().unwrap()],
+        &[],
         2,
     );
     assert!(stderr.contains("--strategy dd"), "{stderr}");
@@ -582,26 +494,18 @@ fn dd_of_something_else_than_tar_is_refused_before_the_tape_moves() {
             "--from",
             junk.to_str().unwrap(),
         ],
+        &[],
         2,
     );
     assert!(stderr.contains("--incremental"), "{stderr}");
-    assert!(!cartridge(&home, "TD0001L9").join("00001.tar").exists());
+    assert!(!tape_file(&home, "TD0001L9", 1).exists());
 }
 
 #[test]
 fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
     let home = Home::new();
-    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
-        .success();
-    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
-        .success();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("a-big"), noise(5_000_000, 1)).unwrap();
-    fs::write(src.join("b-big"), noise(3_000_000, 2)).unwrap();
-    for i in 0..45 {
-        fs::write(src.join(format!("c-small{i:02}")), noise(100_000, 10 + i)).unwrap();
-    }
+    pool_library(&home, "6MiB");
+    let src = spanning_source(home.path(), 45);
     let archive = home.path().join("src.tar");
     let made = Std::new("tar")
         .arg("-C")
@@ -612,50 +516,18 @@ fn a_dd_backup_spans_volumes_and_gnu_tar_restores_it_from_them() {
         .status()
         .unwrap();
     assert!(made.success());
-    let (summary, stderr) = backup_json(
-        &home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-            "--strategy",
-            "dd",
-            "--from",
-            archive.to_str().unwrap(),
-        ],
-        0,
-    );
+    let dd = ["--strategy", "dd", "--from", archive.to_str().unwrap()];
+    let (summary, stderr) = backup_json(&home, &[&POOL_BACKUP[..], &dd].concat(), &[], 0);
     assert_eq!(summary["status"], "complete", "{summary} {stderr}");
-    let volumes: Vec<String> = summary["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let volumes = strings(&summary["volumes"]);
     assert!(volumes.len() >= 3, "{summary}");
 
     let restore = home.path().join("restore");
-    fs::create_dir(&restore).unwrap();
-    let mut tar = Std::new("tar");
-    tar.arg("-xM").arg("-C").arg(&restore);
-    for v in &volumes {
-        tar.arg("-f").arg(cartridge(&home, v).join("00001.tar"));
-    }
-    let done = tar.output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    same_tree(&src, &restore.join("src"));
+    tar_extract_volumes(&home, &volumes, &restore);
+    same_files(&src, &restore.join("src"));
 
     // A member cut by a volume end has one segment per part, adding up.
-    let b = find_one(&home, "/src/b-big");
+    let b = only_version(&home, "/src/b-big");
     let segments = b["segments"].as_array().unwrap();
     assert_eq!(segments.len(), 2, "{b}");
     let total: u64 = segments.iter().map(|s| s["length"].as_u64().unwrap()).sum();

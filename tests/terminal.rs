@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::{many_files, slow_library, Home};
+use common::{many_files, slow_library, Home, TmuxSession};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .expect("run tmux");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::time::Duration;
 
 fn require_tmux() {
     assert!(
@@ -24,36 +15,9 @@ fn require_tmux() {
     );
 }
 
-/// Kills the tmux session when the test ends, passed or not.
-struct Session(String);
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
-    }
-}
-
-/// Waits until the pane shows `what`, returning the screen.
-fn wait_for(session: &str, what: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let screen = tmux(&["capture-pane", "-p", "-t", session]);
-        if screen.contains(what) {
-            return screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{what}` did not appear within {secs} s; the screen:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Starts `tapedeck backup --drive lto9 --memory-buffer 4MiB SRC` in a new tmux session;
 /// the pane shows `EXIT=<code>` when it ends.
-fn backup_in_tmux(home: &Home, src: &std::path::Path, tag: &str) -> Session {
+fn backup_in_tmux(home: &Home, src: &std::path::Path, tag: &str) -> TmuxSession {
     let exe = assert_cmd::cargo::cargo_bin("tapedeck");
     let script = format!(
         "TAPEDECK_HOME='{}' TAPEDECK_CONFIG='{}' '{}' backup --drive lto9 --memory-buffer 4MiB '{}'; \
@@ -63,21 +27,7 @@ fn backup_in_tmux(home: &Home, src: &std::path::Path, tag: &str) -> Session {
         exe.display(),
         src.display()
     );
-    let name = format!("{tag}-{}", std::process::id());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "160",
-        "-y",
-        "30",
-        "bash",
-        "-c",
-        &script,
-    ]);
-    Session(name)
+    TmuxSession::start(format!("{tag}-{}", std::process::id()), 160, &script)
 }
 
 #[test]
@@ -90,7 +40,7 @@ fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
     let session = backup_in_tmux(&home, &src, "tapedeck-test");
 
     // The progress line: bytes on tape, rate, buffer fill, writer state, ETA, current file.
-    let screen = wait_for(&session.0, "MB/s | buffer", 30);
+    let screen = session.wait_for("MB/s | buffer", 30);
     assert!(
         screen.contains("Streaming") || screen.contains("Waiting"),
         "{screen}"
@@ -102,8 +52,8 @@ fn a_backup_in_a_terminal_shows_progress_and_ends_cleanly_on_ctrl_c() {
     );
 
     // Ctrl-C: the buffer drains, the backup is marked aborted, the exit code is 130.
-    tmux(&["send-keys", "-t", &session.0, "C-c"]);
-    let screen = wait_for(&session.0, "EXIT=", 60);
+    session.send_keys("C-c");
+    let screen = session.wait_for("EXIT=", 60);
     assert!(screen.contains("interrupted"), "{screen}");
     assert!(screen.contains("aborted"), "the summary says so: {screen}");
     assert!(screen.contains("EXIT=130"), "{screen}");
@@ -117,20 +67,20 @@ fn the_operator_is_asked_for_a_tape_and_the_backup_goes_on_once_one_is_loaded() 
     let home = Home::with_fast_vlib();
     let src = many_files(home.path(), 3, 1000);
     let session = backup_in_tmux(&home, &src, "tapedeck-change");
-    let screen = wait_for(&session.0, "press Enter", 30);
+    let screen = session.wait_for("press Enter", 30);
     assert!(screen.contains("Drive lto9 needs a tape"), "{screen}");
     // Enter with nothing loaded: told again what is missing.
-    tmux(&["send-keys", "-t", &session.0, "Enter"]);
+    session.send_keys("Enter");
     std::thread::sleep(Duration::from_millis(500));
-    let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
+    let screen = session.screen();
     assert!(
         screen.matches("needs a tape").count() >= 2,
         "asked again: {screen}"
     );
     // The operator loads a cartridge and presses Enter.
     home.run(&["load", "1", "--drive", "lto9"]).success();
-    tmux(&["send-keys", "-t", &session.0, "Enter"]);
-    let screen = wait_for(&session.0, "EXIT=", 30);
+    session.send_keys("Enter");
+    let screen = session.wait_for("EXIT=", 30);
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(screen.contains("complete: volume TD0001L9"), "{screen}");
 }

@@ -4,71 +4,13 @@
 
 mod common;
 
-use common::Home;
+use common::{noise, read_error_inside, tape_file, three_files_backed_up, Home};
 use std::fs;
-use std::path::{Path, PathBuf};
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A home with one backup of three files of `size` bytes on TD0001L9; the source
-/// directory and the backup's summary.
-fn backed_up(size: usize) -> (Home, PathBuf, serde_json::Value) {
-    let home = Home::with_fast_vlib();
-    let src = home.path().join("src");
-    fs::create_dir(&src).unwrap();
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        fs::write(src.join(name), noise(size, i as u64 + 1)).unwrap();
-    }
-    home.run(&["tape", "load", "--drive", "lto9"]).success();
-    let out = home
-        .cmd()
-        .args([
-            "backup",
-            "--drive",
-            "lto9",
-            "--memory-buffer",
-            "16MiB",
-            "--json",
-        ])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_slice(&out.stdout).unwrap();
-    (home, src, summary)
-}
-
-fn data_file(home: &Home) -> PathBuf {
-    home.vlib().join("cartridges/TD0001L9/00001.tar")
-}
+use std::path::Path;
 
 /// `tapedeck verify ARGS --json`, expected to exit with `code`: the report and stderr.
 fn verify(home: &Home, args: &[&str], code: i32) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("verify")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (report, stderr)
+    home.json_report(&[&["verify"][..], args, &["--json"]].concat(), code)
 }
 
 fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
@@ -101,7 +43,7 @@ fn position_of(haystack: &[u8], needle: &[u8]) -> usize {
 
 #[test]
 fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
-    let (home, src, summary) = backed_up(900_000);
+    let (home, src, summary) = three_files_backed_up(900_000);
     let (report, _) = verify(&home, &["--tape", "TD0001L9"], 0);
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["verified"], report["members"]);
@@ -109,7 +51,7 @@ fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
     assert_eq!(report["data_bytes"], 2_700_000);
 
     // One byte in the middle of b's data.
-    let tape = data_file(&home);
+    let tape = tape_file(&home, "TD0001L9", 1);
     let b = noise(900_000, 2);
     let at = position_of(&fs::read(&tape).unwrap(), &b[400_000..400_064]) + 32;
     flip(&tape, at);
@@ -142,8 +84,8 @@ fn a_good_tape_verifies_and_a_flipped_byte_names_its_member() {
 
 #[test]
 fn a_damaged_header_and_a_cut_tape_file_are_found_by_quick_verify() {
-    let (home, src, _) = backed_up(900_000);
-    let tape = data_file(&home);
+    let (home, src, _) = three_files_backed_up(900_000);
+    let tape = tape_file(&home, "TD0001L9", 1);
     let bytes = fs::read(&tape).unwrap();
     // c's header: its name, inside the 512-byte record before c's data.
     let c = noise(900_000, 3);
@@ -192,17 +134,8 @@ fn what_cannot_be_verified_is_refused_clearly() {
 #[test]
 fn an_injected_medium_error_is_damage_and_the_rest_verifies() {
     // Large enough that a block in the middle holds nothing but a's data.
-    let (home, src, _) = backed_up(3_000_000);
-    let found = home.json(&["find", "--json", "--file", src.join("a").to_str().unwrap()]);
-    let block = found[0]["segments"][0]["block"].as_u64().unwrap();
-    home.run(&[
-        "vlib",
-        "set",
-        "TD0001L9",
-        "--read-error-at",
-        &(block + 2).to_string(),
-    ])
-    .success();
+    let (home, src, _) = three_files_backed_up(3_000_000);
+    read_error_inside(&home, &src.join("a"));
     let (report, _) = verify(&home, &["--tape", "TD0001L9"], 1);
     let found = statuses(&report);
     assert_eq!(

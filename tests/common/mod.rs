@@ -1,5 +1,25 @@
-//! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it.
+//! What the integration tests share: a scratch `TAPEDECK_HOME` and the binary run in it
+//! (here), running backups and the sources they read (`backup`), commands in the
+//! background (`background`), what the catalogue knows of a file (`catalog`), tape files
+//! read back with GNU tar (`tape`) and a real terminal (`tmux`).
 #![allow(dead_code)] // each test crate uses its own part of this
+
+mod background;
+mod backup;
+mod catalog;
+mod tape;
+mod tmux;
+
+#[allow(unused_imports)] // as above: not every crate uses every part
+pub use background::*;
+#[allow(unused_imports)]
+pub use backup::*;
+#[allow(unused_imports)]
+pub use catalog::*;
+#[allow(unused_imports)]
+pub use tape::*;
+#[allow(unused_imports)]
+pub use tmux::*;
 
 use assert_cmd::Command;
 use std::fs;
@@ -39,6 +59,28 @@ impl Home {
         self.path().join("vlib")
     }
 
+    /// The virtual library's `library.json`: its drives, slots and mail slot.
+    pub fn library(&self) -> serde_json::Value {
+        let path = self.vlib().join("library.json");
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Changes `library.json` as `edit` says, replacing it at once (a running command
+    /// never reads half of it).
+    pub fn edit_library(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut lib = self.library();
+        edit(&mut lib);
+        let path = self.vlib().join("library.json");
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+        fs::rename(&tmp, &path).unwrap();
+    }
+
+    /// The directory of a virtual cartridge: its tape files and `cartridge.json`.
+    pub fn cartridge(&self, label: &str) -> PathBuf {
+        self.vlib().join("cartridges").join(label)
+    }
+
     pub fn db(&self) -> PathBuf {
         self.path().join("catalog.db")
     }
@@ -47,12 +89,37 @@ impl Home {
         Catalog::open(&self.db()).expect("open the catalogue")
     }
 
+    /// The catalogue's database itself, to look at or change what no command shows.
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db()).expect("open the catalogue database")
+    }
+
+    /// The first column of the one row `query` returns.
+    pub fn sql_value<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
+        self.sql()
+            .query_row(query, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
     /// The tapedeck binary with this home and configuration, and no drive from outside.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("tapedeck").expect("the tapedeck binary");
         c.env("TAPEDECK_HOME", self.path())
             .env("TAPEDECK_CONFIG", self.config())
             .env_remove("TAPEDECK_DRIVE");
+        c
+    }
+
+    /// The tapedeck binary as a plain process in this home, to start in the background:
+    /// no terminal, its output piped.
+    pub fn process(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("tapedeck"));
+        c.env("TAPEDECK_HOME", self.path())
+            .env("TAPEDECK_CONFIG", self.config())
+            .env_remove("TAPEDECK_DRIVE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         c
     }
 
@@ -74,6 +141,16 @@ impl Home {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.stdout(args)).expect("JSON output")
     }
+
+    /// A command expected to exit with `code`: its stdout as JSON (`Null` when it printed
+    /// none, as on bad input) and its stderr.
+    pub fn json_report(&self, args: &[&str], code: i32) -> (serde_json::Value, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (report, stderr)
+    }
 }
 
 /// A library whose LTO-9 drive writes at about 4 MB/s and has a small cache, so a backup
@@ -81,13 +158,11 @@ impl Home {
 pub fn slow_library(home: &Home) {
     home.run(&["vlib", "init", "--time-scale", "0.01"])
         .success();
-    let path = home.vlib().join("library.json");
-    let mut lib: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    for d in lib["drives"].as_array_mut().unwrap() {
-        d["model"]["cache"] = serde_json::json!(2 << 20);
-    }
-    fs::write(&path, serde_json::to_string_pretty(&lib).unwrap()).unwrap();
+    home.edit_library(|lib| {
+        for d in lib["drives"].as_array_mut().unwrap() {
+            d["model"]["cache"] = serde_json::json!(2 << 20);
+        }
+    });
 }
 
 pub fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
@@ -100,32 +175,10 @@ pub fn many_files(root: &Path, n: usize, size: usize) -> PathBuf {
     src
 }
 
-/// `tapedeck backup ARGS --json SRC`, expected to exit with `code`: the JSON summary and
-/// what went to stderr.
-pub fn backup_json(
-    home: &Home,
-    args: &[&str],
-    src: &Path,
-    code: i32,
-) -> (serde_json::Value, String) {
-    let out = home
-        .cmd()
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    (summary, stderr)
-}
-
-/// `n` bytes that do not compress and differ by seed (xorshift).
+/// `n` bytes that do not compress and differ by seed (xorshift; the seed is spread over
+/// the word first, so that neighbouring seeds give different bytes).
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -134,53 +187,6 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// `tapedeck backup ARGS --json SRC` started in the background (no terminal).
-pub fn spawn_backup_with(home: &Home, args: &[&str], src: &Path) -> std::process::Child {
-    let exe = assert_cmd::cargo::cargo_bin("tapedeck");
-    std::process::Command::new(exe)
-        .env("TAPEDECK_HOME", home.path())
-        .env("TAPEDECK_CONFIG", home.config())
-        .env_remove("TAPEDECK_DRIVE")
-        .arg("backup")
-        .args(args)
-        .arg("--json")
-        .arg(src)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// A data (or index) tape file of a virtual cartridge.
-pub fn tape_file(home: &Home, volume: &str, n: u32) -> PathBuf {
-    home.vlib()
-        .join("cartridges")
-        .join(volume)
-        .join(format!("{n:05}.tar"))
-}
-
-/// A backup of `src` into pool `p` on the LTO-9 drive with 64 KiB blocks and a 4 MiB
-/// buffer, expected to exit with `code`: its JSON summary.
-pub fn pool_backup(home: &Home, src: &Path, code: i32) -> serde_json::Value {
-    backup_json(
-        home,
-        &[
-            "--drive",
-            "lto9",
-            "--pool",
-            "p",
-            "--block-size",
-            "64KiB",
-            "--memory-buffer",
-            "4MiB",
-        ],
-        src,
-        code,
-    )
-    .0
 }
 
 /// A JSON array of strings.
