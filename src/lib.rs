@@ -14,5 +14,6 @@ pub mod migrate;
 pub mod rebuild;
 pub mod restore;
 pub mod tape;
+pub mod tarfmt;
 pub mod units;
 pub mod vlib;

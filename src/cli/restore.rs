@@ -89,6 +89,16 @@ pub struct RestoreArgs {
     /// how long it would take; read nothing (pytp's `restore --verify`)
     #[arg(long, alias = "verify")]
     dry_run: bool,
+    #[command(flatten)]
+    reading: ReadArgs,
+    /// Print the plan (--dry-run) or the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// How restore and verify read: the drive, and how long to wait for a volume.
+#[derive(Debug, Args)]
+pub(super) struct ReadArgs {
     /// The drive to read with [default: $TAPEDECK_DRIVE, default_drive, else the first]
     #[arg(long, short, env = "TAPEDECK_DRIVE")]
     drive: Option<String>,
@@ -96,9 +106,6 @@ pub struct RestoreArgs {
     /// drive) instead of failing its members at once
     #[arg(long, value_name = "SECS")]
     change_timeout: Option<u64>,
-    /// Print the plan (--dry-run) or the report as JSON
-    #[arg(long)]
-    json: bool,
 }
 
 /// A plan error at the command-line edge: bad input exits 2.
@@ -112,7 +119,7 @@ pub(super) fn plan_error(e: PlanError) -> anyhow::Error {
 
 /// The model of a drive, for estimates: the virtual drive's own, a configured `model`,
 /// else LTO-9.
-pub(super) fn drive_model(spec: &DriveSpec, config: &Config) -> DriveModel {
+fn drive_model(spec: &DriveSpec, config: &Config) -> DriveModel {
     let configured = match &spec.kind {
         DriveKind::Virtual { library, .. } => Library::open(library)
             .and_then(|l| l.read())
@@ -345,23 +352,30 @@ impl VolumeSource for Volumes {
     }
 }
 
-/// Plans the reads of `members` for the drive.
-pub(super) fn make_plan(
+/// The drive's volumes, the plan of reads of `members` with it (only the headers with
+/// `headers_only`), and the interrupt (Ctrl-C, SIGTERM) that stops the reading.
+pub(super) fn plan_reads(
+    args: &ReadArgs,
+    config: &Config,
+    cat: &Catalog,
     members: Vec<plan::Member>,
-    volumes: &Volumes,
-    model: &DriveModel,
     headers_only: bool,
-) -> Plan {
+) -> Result<(Volumes, Plan, Interrupt)> {
+    let spec = drives::resolve(config, args.drive.as_deref())?;
+    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
+    let volumes = Volumes::new(spec.clone(), cat, args.change_timeout, interrupt.clone())?;
+    let model = drive_model(&spec, config);
     let info = |label: &str| volumes.info(label);
-    plan::plan(
+    let plan = plan::plan(
         members,
         &PlanOptions {
-            model,
+            model: &model,
             headers_only,
             in_drive: volumes.in_drive(),
             volume_info: &info,
         },
-    )
+    );
+    Ok((volumes, plan, interrupt))
 }
 
 /// Runs `work` with a progress bar on a terminal (bytes, rate, ETA, current file), or a
@@ -655,11 +669,7 @@ pub fn run(args: RestoreArgs, config: &Config) -> Result<()> {
     if members.is_empty() {
         return Err(bad_input("nothing matches the selection"));
     }
-    let spec = drives::resolve(config, args.drive.as_deref())?;
-    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
-    let mut volumes = Volumes::new(spec.clone(), &cat, args.change_timeout, interrupt.clone())?;
-    let model = drive_model(&spec, config);
-    let plan = make_plan(members, &volumes, &model, false);
+    let (mut volumes, plan, interrupt) = plan_reads(&args.reading, config, &cat, members, false)?;
     if args.dry_run {
         return show_plan(&plan, args.json);
     }

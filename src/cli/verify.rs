@@ -1,13 +1,11 @@
 //! `tapedeck verify`: read a volume (or a backup) back and compare every member with the
 //! catalogue: its BLAKE3, or with `--quick` only its headers at their recorded places.
 
-use super::restore::{drive_model, finish, make_plan, plan_error, with_progress, Volumes};
-use anyhow::{Context, Result};
+use super::restore::{finish, plan_error, plan_reads, with_progress, ReadArgs};
+use anyhow::Result;
 use clap::Args;
 use std::sync::Arc;
-use tapedeck::backup::Interrupt;
 use tapedeck::config::Config;
-use tapedeck::drives;
 use tapedeck::restore::read::{self, Mode};
 use tapedeck::restore::verify::{self, Target};
 use tapedeck::restore::Progress;
@@ -40,12 +38,8 @@ pub struct VerifyArgs {
     /// Headers and positions only; no data read or hashed
     #[arg(long)]
     quick: bool,
-    /// The drive to read with [default: $TAPEDECK_DRIVE, default_drive, else the first]
-    #[arg(long, short, env = "TAPEDECK_DRIVE")]
-    drive: Option<String>,
-    /// Without a terminal, wait this many seconds for a volume to be loaded
-    #[arg(long, value_name = "SECS")]
-    change_timeout: Option<u64>,
+    #[command(flatten)]
+    reading: ReadArgs,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -59,11 +53,8 @@ pub fn run(args: VerifyArgs, config: &Config) -> Result<()> {
     };
     let cat = super::catalog::open_for_reading(config)?;
     let members = verify::members(&cat, &target).map_err(plan_error)?;
-    let spec = drives::resolve(config, args.drive.as_deref())?;
-    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
-    let mut volumes = Volumes::new(spec.clone(), &cat, args.change_timeout, interrupt.clone())?;
-    let model = drive_model(&spec, config);
-    let plan = make_plan(members, &volumes, &model, args.quick);
+    let (mut volumes, plan, interrupt) =
+        plan_reads(&args.reading, config, &cat, members, args.quick)?;
     drop(cat);
     let progress = Arc::new(Progress::default());
     let report = with_progress(&progress, args.json, || {

@@ -26,7 +26,7 @@ use crate::tape::{ReadOutcome, SpaceOutcome, TapeDrive, TapeError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{self, Read};
-use tar_scan::{Cut, MemberKind, ScanEnd, ScanError, ScannedMember};
+use tar_scan::{Cut, ScanEnd, ScanError};
 
 /// How to rebuild.
 #[derive(Debug, Clone, Default)]
@@ -548,7 +548,7 @@ fn look_at(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Look, RebuildError> {
     let mut reader = TapeFileReader::new(drive, vol.block as usize);
-    let mut first = [0u8; tar_scan::RECORD];
+    let mut first = [0u8; crate::tarfmt::RECORD];
     let got = match read_up_to(&mut reader, &mut first) {
         Ok(n) => n,
         Err(e) => {
@@ -958,18 +958,6 @@ fn file_from_record(
     })
 }
 
-fn kind_of(m: &ScannedMember) -> FileKind {
-    match m.kind {
-        MemberKind::File => FileKind::File,
-        MemberKind::Dir => FileKind::Dir,
-        MemberKind::Symlink => FileKind::Symlink,
-        MemberKind::HardLink => FileKind::HardLink,
-        MemberKind::CharDevice => FileKind::CharDevice,
-        MemberKind::BlockDevice => FileKind::BlockDevice,
-        MemberKind::Fifo => FileKind::Fifo,
-    }
-}
-
 /// Records data tape file `tape_file` (starting at object `start`) from its tar headers
 /// as a backup of its own. The inner error is a problem to report.
 fn scan_tape_file(
@@ -1014,7 +1002,7 @@ fn scan_tape_file(
                 return Ok(());
             };
             let link = match (m.kind, &m.link) {
-                (MemberKind::HardLink, Some(t)) => catalogue_path(t),
+                (FileKind::HardLink, Some(t)) => catalogue_path(t),
                 (_, l) => l.clone(),
             };
             let segment = SegmentRecord {
@@ -1027,7 +1015,7 @@ fn scan_tape_file(
             };
             batch.push(FileRecord {
                 path,
-                kind: kind_of(&m),
+                kind: m.kind,
                 size: i64::try_from(m.size).unwrap_or(i64::MAX),
                 mtime_ns: Some(m.mtime_ns),
                 mode: Some(i64::from(m.mode)),

@@ -3,38 +3,24 @@
 //! backup records it), its metadata, and the BLAKE3 of its data when asked. GNU `M`
 //! continuation headers (a member continued from the previous volume) and a stream that
 //! ends inside a member (continued on the next volume, or cut off) are reported as such.
+//! The headers are read by [`crate::tarfmt::MemberReader`].
 //!
 //! Any bytes give either members or a [`ScanError`] saying where the archive stopped
-//! making sense; nothing here panics or allocates more than [`MAX_EXTENSION`] per header.
+//! making sense; nothing here panics.
 
+use crate::catalog::FileKind;
+use crate::tarfmt::{ArchiveEnd, ArchiveError, MemberKind, MemberReader};
 use std::io::{self, Read};
-
-/// Tar record size.
-pub const RECORD: usize = 512;
-
-/// A long name or pax record set larger than this is damage, not metadata.
-pub const MAX_EXTENSION: u64 = 1 << 20;
-
-/// What a member is, from its type flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberKind {
-    File,
-    Dir,
-    Symlink,
-    HardLink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-}
 
 /// One member as its headers describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedMember {
     /// Offset of its first header record in the tape file.
     pub start: u64,
-    /// The member name as stored (no leading `/`).
+    /// The member name as stored (a GNU sparse member's real name).
     pub name: String,
-    pub kind: MemberKind,
+    /// What it is: a member of a type the catalogue does not know is taken as a file.
+    pub kind: FileKind,
     /// The whole file's size (for a continuation: the bytes before it plus its own).
     pub size: u64,
     /// Where this tape file's part of the data starts in the file (non-zero only for a
@@ -104,228 +90,22 @@ pub enum ScanError {
     },
 }
 
-/// A parsed header record.
-#[derive(Debug, Clone)]
-struct Header {
-    name: Vec<u8>,
-    mode: u64,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    mtime: u64,
-    typeflag: u8,
-    linkname: Vec<u8>,
-    user: Option<String>,
-    group: Option<String>,
-    /// GNU multi-volume offset (type `M`).
-    offset: u64,
-    /// GNU sparse (type `S`): the file's real size, and whether sparse extension
-    /// records follow the header.
-    real_size: u64,
-    sparse_extended: bool,
-}
-
-/// A numeric field: octal digits (leading spaces or NULs, ended by a space or NUL), or
-/// GNU base-256 (high bit of the first byte set). `None` when it is neither.
-pub fn numeric(field: &[u8]) -> Option<u64> {
-    let first = *field.first()?;
-    if first & 0x80 != 0 {
-        if first == 0xff {
-            return None; // negative
-        }
-        let mut v: u64 = u64::from(first & 0x7f);
-        for &b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(v);
-    }
-    let digits: &[u8] = {
-        let start = field.iter().position(|b| *b != b' ' && *b != 0);
-        match start {
-            None => return Some(0),
-            Some(s) => {
-                let rest = &field[s..];
-                let end = rest
-                    .iter()
-                    .position(|b| *b == b' ' || *b == 0)
-                    .unwrap_or(rest.len());
-                &rest[..end]
+impl From<ArchiveError> for ScanError {
+    /// Damage in the first header means the tape file is not tar at all.
+    fn from(e: ArchiveError) -> ScanError {
+        match e {
+            ArchiveError::Io { at, source } => ScanError::Io { at, source },
+            ArchiveError::NotTar { at: 0, detail } | ArchiveError::Damaged { at: 0, detail } => {
+                ScanError::NotTar { detail }
             }
-        }
-    };
-    let mut v: u64 = 0;
-    for &b in digits {
-        if !(b'0'..=b'7').contains(&b) {
-            return None;
-        }
-        v = v.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(v)
-}
-
-/// A NUL-terminated text field.
-fn text(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
-fn owned_text(field: &[u8]) -> Option<String> {
-    let t = text(field);
-    (!t.is_empty()).then(|| String::from_utf8_lossy(t).into_owned())
-}
-
-/// The header checksum matches (unsigned, or the signed sum some old tars wrote).
-fn checksum_ok(record: &[u8; RECORD]) -> bool {
-    let Some(stored) = numeric(&record[148..156]) else {
-        return false;
-    };
-    let (mut unsigned, mut signed) = (0u64, 0i64);
-    for (i, &b) in record.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += u64::from(b);
-        signed += i64::from(b as i8);
-    }
-    stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed)
-}
-
-fn parse_header(record: &[u8; RECORD], at: u64) -> Result<Header, String> {
-    if !checksum_ok(record) {
-        return Err(format!("header record at byte {at} has a wrong checksum"));
-    }
-    let field = |range: std::ops::Range<usize>, what: &str| {
-        numeric(&record[range]).ok_or_else(|| format!("header at byte {at}: bad {what} field"))
-    };
-    let ustar = &record[257..263] == b"ustar\0";
-    let gnu = &record[257..263] == b"ustar ";
-    let mut name = text(&record[0..100]).to_vec();
-    if ustar {
-        let prefix = text(&record[345..500]);
-        if !prefix.is_empty() {
-            let mut full = prefix.to_vec();
-            full.push(b'/');
-            full.extend_from_slice(&name);
-            name = full;
-        }
-    }
-    let (user, group) = if ustar || gnu {
-        (owned_text(&record[265..297]), owned_text(&record[297..329]))
-    } else {
-        (None, None)
-    };
-    Ok(Header {
-        name,
-        mode: field(100..108, "mode")?,
-        uid: field(108..116, "uid")?,
-        gid: field(116..124, "gid")?,
-        size: field(124..136, "size")?,
-        mtime: field(136..148, "mtime")?,
-        typeflag: record[156],
-        linkname: text(&record[157..257]).to_vec(),
-        user,
-        group,
-        offset: if gnu {
-            numeric(&record[369..381]).unwrap_or(0)
-        } else {
-            0
-        },
-        real_size: if gnu {
-            numeric(&record[483..495]).unwrap_or(0)
-        } else {
-            0
-        },
-        sparse_extended: gnu && record[482] != 0,
-    })
-}
-
-/// pax records `LEN key=value\n`, as (key, value) pairs; damage ends the list.
-pub fn pax_records(data: &[u8]) -> Vec<(&[u8], &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let Some(space) = rest.iter().position(|b| *b == b' ') else {
-            break;
-        };
-        let Some(len) = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            break;
-        };
-        if len <= space + 1 || len > rest.len() {
-            break;
-        }
-        let record = &rest[space + 1..len];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(eq) = record.iter().position(|b| *b == b'=') {
-            out.push((&record[..eq], &record[eq + 1..]));
-        }
-        rest = &rest[len..];
-    }
-    out
-}
-
-/// A pax time `SECONDS[.FRACTION]` in nanoseconds.
-fn pax_time(value: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos: i64 = 0;
-    for (i, c) in frac.chars().take(9).enumerate() {
-        let d = c.to_digit(10)? as i64;
-        nanos += d * 10i64.pow(8 - i as u32);
-    }
-    let nanos = if secs < 0 { -nanos } else { nanos };
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
-/// Metadata the extension records (GNU `L`/`K`, pax `x`) give the next header.
-#[derive(Default)]
-struct Pending {
-    /// Offset of the first record of the member (its first extension header).
-    start: Option<u64>,
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax_path: Option<Vec<u8>>,
-    pax_link: Option<Vec<u8>>,
-    pax_size: Option<u64>,
-    pax_mtime: Option<i64>,
-    pax_uid: Option<u64>,
-    pax_gid: Option<u64>,
-    pax_user: Option<String>,
-    pax_group: Option<String>,
-    /// pax GNU sparse keys: the member is sparse; its real name and size.
-    pax_sparse: bool,
-    sparse_name: Option<Vec<u8>>,
-    sparse_size: Option<u64>,
-}
-
-/// A reader that counts bytes and tells a clean end from an end inside a record.
-struct Counted<R> {
-    inner: R,
-    at: u64,
-}
-
-impl<R: Read> Counted<R> {
-    /// Fills `buf` whole; `Ok(false)` when the stream ends first (`got` says how much came).
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(bool, usize), ScanError> {
-        let mut got = 0;
-        while got < buf.len() {
-            match self.inner.read(&mut buf[got..]) {
-                Ok(0) => return Ok((false, got)),
-                Ok(n) => {
-                    got += n;
-                    self.at += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(ScanError::Io {
-                        at: self.at,
-                        source,
-                    })
-                }
+            ArchiveError::NotTar { at, detail } | ArchiveError::Damaged { at, detail } => {
+                ScanError::Damaged { at, detail }
             }
+            ArchiveError::Truncated { at } => ScanError::Damaged {
+                at,
+                detail: "truncated".into(),
+            },
         }
-        Ok((true, got))
     }
 }
 
@@ -338,191 +118,100 @@ where
     E: From<ScanError>,
     F: FnMut(ScannedMember) -> Result<(), E>,
 {
-    let mut r = Counted {
-        inner: input,
-        at: 0,
-    };
-    let mut record = [0u8; RECORD];
-    let mut pending = Pending::default();
+    let mut reader = MemberReader::new(input);
     let mut members = 0u64;
     let mut notes = Vec::new();
     let mut data = vec![0u8; 64 * 1024];
-    let in_headers = |pending: &Pending| {
-        ScanEnd::Truncated(Cut::InHeaders {
-            name: pending
-                .long_name
-                .as_ref()
-                .or(pending.pax_path.as_ref())
-                .map(|n| String::from_utf8_lossy(n).into_owned()),
-        })
-    };
     let end = loop {
-        let at = r.at;
-        let (whole, got) = r.fill(&mut record)?;
-        if !whole {
-            if got == 0 && pending.start.is_none() {
-                break ScanEnd::Truncated(Cut::BetweenMembers);
+        let header = match reader.next_header() {
+            Ok(Some(h)) => h,
+            Ok(None) if reader.end() == Some(ArchiveEnd::Marker) => break ScanEnd::EndOfArchive,
+            Ok(None) => break ScanEnd::Truncated(Cut::BetweenMembers),
+            Err(ArchiveError::Truncated { .. }) => {
+                let name = reader
+                    .pending_name()
+                    .map(|n| String::from_utf8_lossy(n).into_owned());
+                break ScanEnd::Truncated(Cut::InHeaders { name });
             }
-            break in_headers(&pending);
-        }
-        if record.iter().all(|b| *b == 0) {
-            break ScanEnd::EndOfArchive;
-        }
-        let header = match parse_header(&record, at) {
-            Ok(h) => h,
-            Err(detail) if at == 0 => return Err(ScanError::NotTar { detail }.into()),
-            Err(detail) => return Err(ScanError::Damaged { at, detail }.into()),
+            Err(e) => return Err(ScanError::from(e).into()),
         };
-        pending.start.get_or_insert(at);
-        // Extension records: their data belongs to the next header.
-        if matches!(header.typeflag, b'L' | b'K' | b'x' | b'g' | b'N' | b'V') {
-            if header.size > MAX_EXTENSION {
-                return Err(ScanError::Damaged {
-                    at,
-                    detail: format!(
-                        "a `{}` record of {} bytes",
-                        header.typeflag as char, header.size
-                    ),
-                }
-                .into());
-            }
-            let padded = header.size.div_ceil(RECORD as u64) * RECORD as u64;
-            let mut ext = vec![0u8; padded as usize];
-            let (whole, _) = r.fill(&mut ext)?;
-            if !whole {
-                break in_headers(&pending);
-            }
-            ext.truncate(header.size as usize);
-            match header.typeflag {
-                b'L' => pending.long_name = Some(text(&ext).to_vec()),
-                b'K' => pending.long_link = Some(text(&ext).to_vec()),
-                b'x' => apply_pax(&mut pending, &ext),
-                b'V' => pending.start = None, // a volume label, no member
-                _ => {}
-            }
-            continue;
-        }
-        let name = pending
-            .sparse_name
-            .take()
-            .or(pending.long_name.take())
-            .or(pending.pax_path.take())
-            .unwrap_or(header.name.clone());
-        let link = pending
-            .long_link
-            .take()
-            .or(pending.pax_link.take())
-            .unwrap_or(header.linkname.clone());
-        let start = pending.start.take().unwrap_or(at);
-        // Old GNU sparse headers may be followed by records of more sparse map entries.
-        let mut extended = header.typeflag == b'S' && header.sparse_extended;
-        let mut cut_in_headers = false;
-        while extended {
-            let (whole, _) = r.fill(&mut record)?;
-            if !whole {
-                cut_in_headers = true;
-                break;
-            }
-            extended = record[504] != 0;
-        }
-        if cut_in_headers {
-            pending.long_name = Some(name);
-            break in_headers(&pending);
-        }
-        let sparse = header.typeflag == b'S' || pending.pax_sparse;
-        let kind = match header.typeflag {
-            b'0' | 0 | b'7' | b'M' | b'S' => MemberKind::File,
-            b'1' => MemberKind::HardLink,
-            b'2' => MemberKind::Symlink,
-            b'3' => MemberKind::CharDevice,
-            b'4' => MemberKind::BlockDevice,
-            b'5' | b'D' => MemberKind::Dir,
-            b'6' => MemberKind::Fifo,
-            other => {
+        let start = header.start;
+        let name = String::from_utf8_lossy(header.file_name()).into_owned();
+        let kind = match header.kind {
+            MemberKind::File | MemberKind::Continuation { .. } => FileKind::File,
+            MemberKind::HardLink => FileKind::HardLink,
+            MemberKind::Symlink => FileKind::Symlink,
+            MemberKind::CharDevice => FileKind::CharDevice,
+            MemberKind::BlockDevice => FileKind::BlockDevice,
+            MemberKind::Dir => FileKind::Dir,
+            MemberKind::Fifo => FileKind::Fifo,
+            MemberKind::Other(t) => {
                 notes.push(format!(
-                    "byte {start}: member `{}` of unknown type `{}` taken as a file",
-                    String::from_utf8_lossy(&name),
-                    other.escape_ascii()
+                    "byte {start}: member `{name}` of unknown type `{}` taken as a file",
+                    t.escape_ascii()
                 ));
-                MemberKind::File
+                FileKind::File
             }
         };
-        // Bytes of data that follow this header in the archive (links, devices and FIFOs
-        // have none, whatever their size field says, as GNU tar reads them).
-        let stored = pending.pax_size.take().unwrap_or(header.size);
-        let stored = if matches!(header.typeflag, b'1' | b'2' | b'3' | b'4' | b'6') {
-            0
-        } else {
-            stored
-        };
-        if sparse {
+        if header.sparse.is_some() {
             notes.push(format!(
-                "byte {start}: `{}` is a GNU sparse member: recorded with its real size, not \
-                 hashed (its stored data is not the file's bytes)",
-                String::from_utf8_lossy(&name)
+                "byte {start}: `{name}` is a GNU sparse member: recorded with its real size, not \
+                 hashed (its stored data is not the file's bytes)"
             ));
         }
-        let continuation = header.typeflag == b'M';
-        let mut hasher = (hash && kind == MemberKind::File && !continuation && !sparse)
-            .then(blake3::Hasher::new);
-        let mut left = stored;
+        let file_offset = match header.kind {
+            MemberKind::Continuation { offset } => offset,
+            _ => 0,
+        };
+        let whole_file = matches!(header.kind, MemberKind::File | MemberKind::Other(_))
+            && header.sparse.is_none();
+        let mut hasher = (hash && whole_file).then(blake3::Hasher::new);
         let mut length = 0u64;
         let mut cut = false;
-        while left > 0 {
-            let n = left.min(data.len() as u64) as usize;
-            let (whole, got) = r.fill(&mut data[..n])?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&data[..got]);
-            }
-            length += got as u64;
-            left -= got as u64;
-            if !whole {
-                cut = true;
-                break;
+        loop {
+            match reader.read_data(&mut data) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&data[..n]);
+                    }
+                    length += n as u64;
+                }
+                Err(ArchiveError::Truncated { .. }) => {
+                    cut = true;
+                    break;
+                }
+                Err(e) => return Err(ScanError::from(e).into()),
             }
         }
-        if !cut {
-            // Padding to a whole record (a stream that ends in it lost nothing).
-            let pad = (RECORD as u64 - stored % RECORD as u64) % RECORD as u64;
-            r.fill(&mut data[..pad as usize])?;
-        }
-        let real_size = (header.typeflag == b'S' && header.real_size > 0)
-            .then_some(header.real_size)
-            .or(pending.sparse_size.take());
-        let size = match kind {
-            MemberKind::File if continuation => header.offset.saturating_add(stored),
-            MemberKind::File if sparse => real_size.unwrap_or(stored),
-            MemberKind::File => stored,
+        let size = match (&header.sparse, kind) {
+            (Some(sparse), FileKind::File) => sparse.real_size,
+            (None, FileKind::File) => file_offset.saturating_add(header.size),
             _ => 0,
         };
         let member = ScannedMember {
             start,
-            name: String::from_utf8_lossy(&name).into_owned(),
+            name,
             kind,
             size,
-            file_offset: if continuation { header.offset } else { 0 },
-            length: if kind == MemberKind::File { length } else { 0 },
+            file_offset,
+            length: if kind == FileKind::File { length } else { 0 },
             cut,
-            mode: (header.mode & 0o7777) as u32,
-            uid: pending.pax_uid.take().unwrap_or(header.uid),
-            gid: pending.pax_gid.take().unwrap_or(header.gid),
-            mtime_ns: pending.pax_mtime.take().unwrap_or_else(|| {
-                i64::try_from(header.mtime)
-                    .ok()
-                    .and_then(|s| s.checked_mul(1_000_000_000))
-                    .unwrap_or(i64::MAX)
+            mode: header.mode,
+            uid: header.uid,
+            gid: header.gid,
+            mtime_ns: header.mtime_ns,
+            user: header.user_lossy(),
+            group: header.group_lossy(),
+            link: header.link_lossy().filter(|l| {
+                matches!(kind, FileKind::Symlink | FileKind::HardLink) && !l.is_empty()
             }),
-            user: pending.pax_user.take().or(header.user),
-            group: pending.pax_group.take().or(header.group),
-            link: (matches!(kind, MemberKind::Symlink | MemberKind::HardLink) && !link.is_empty())
-                .then(|| String::from_utf8_lossy(&link).into_owned()),
             blake3: if cut {
                 None
             } else {
                 hasher.map(|h| *h.finalize().as_bytes())
             },
         };
-        pending = Pending::default();
         members += 1;
         on_member(member)?;
         if cut {
@@ -531,30 +220,10 @@ where
     };
     Ok(ScanSummary {
         members,
-        bytes: r.at,
+        bytes: reader.position(),
         end,
         notes,
     })
-}
-
-fn apply_pax(p: &mut Pending, data: &[u8]) {
-    for (key, value) in pax_records(data) {
-        p.pax_sparse |= key.starts_with(b"GNU.sparse.");
-        let as_u64 = || std::str::from_utf8(value).ok()?.parse::<u64>().ok();
-        match key {
-            b"path" => p.pax_path = Some(value.to_vec()),
-            b"linkpath" => p.pax_link = Some(value.to_vec()),
-            b"size" => p.pax_size = as_u64(),
-            b"mtime" => p.pax_mtime = pax_time(value),
-            b"uid" => p.pax_uid = as_u64(),
-            b"gid" => p.pax_gid = as_u64(),
-            b"uname" => p.pax_user = Some(String::from_utf8_lossy(value).into_owned()),
-            b"gname" => p.pax_group = Some(String::from_utf8_lossy(value).into_owned()),
-            b"GNU.sparse.name" => p.sparse_name = Some(value.to_vec()),
-            b"GNU.sparse.realsize" | b"GNU.sparse.size" => p.sparse_size = as_u64(),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -615,7 +284,7 @@ mod tests {
         assert_eq!(summary.end, ScanEnd::EndOfArchive);
         assert_eq!(m.len(), 5);
         assert_eq!(m[0].name, "home/me/");
-        assert_eq!(m[0].kind, MemberKind::Dir);
+        assert_eq!(m[0].kind, FileKind::Dir);
         assert_eq!(m[0].start, 0);
         // The pax record set comes first: the member starts there.
         assert_eq!(m[1].start, 512);
@@ -631,9 +300,9 @@ mod tests {
         // The long name's own record is where that member starts.
         let h = TarHeader::from_byte_slice(&bytes[m[2].start as usize..][..512]);
         assert_eq!(h.entry_type(), EntryType::GNULongName);
-        assert_eq!(m[3].kind, MemberKind::Symlink);
+        assert_eq!(m[3].kind, FileKind::Symlink);
         assert_eq!(m[3].link.as_deref(), Some("notes.txt"));
-        assert_eq!(m[4].kind, MemberKind::HardLink);
+        assert_eq!(m[4].kind, FileKind::HardLink);
         assert_eq!(m[4].link.as_deref(), Some("home/me/notes.txt"));
         assert_eq!(m[4].size, 0);
     }
@@ -689,31 +358,5 @@ mod tests {
         let (summary, m) = collect(&[]).unwrap();
         assert!(m.is_empty());
         assert_eq!(summary.members, 0);
-    }
-
-    #[test]
-    fn numbers_in_octal_and_base_256() {
-        assert_eq!(numeric(b"0000644\0"), Some(0o644));
-        assert_eq!(numeric(b"  755 \0\0"), Some(0o755));
-        assert_eq!(numeric(b"\0\0\0\0"), Some(0));
-        assert_eq!(numeric(&[0x80, 0, 0, 1, 0]), Some(256));
-        assert_eq!(numeric(&[0xff, 0xff]), None);
-        assert_eq!(numeric(b"0009"), None);
-        assert_eq!(numeric(&[0x81; 12]), None, "overflow");
-    }
-
-    #[test]
-    fn pax_records_and_times() {
-        let data = b"30 mtime=1700000000.123456789\n12 path=a/b\n9 bad\n";
-        let recs = pax_records(data);
-        assert_eq!(recs[0], (&b"mtime"[..], &b"1700000000.123456789"[..]));
-        assert_eq!(recs[1], (&b"path"[..], &b"a/b"[..]));
-        assert_eq!(
-            pax_time(b"1700000000.123456789"),
-            Some(1_700_000_000_123_456_789)
-        );
-        assert_eq!(pax_time(b"-1.5"), Some(-1_500_000_000));
-        assert_eq!(pax_time(b"x"), None);
-        assert!(pax_records(b"99999 x=y\n").is_empty());
     }
 }

@@ -8,10 +8,9 @@
 //! - [`read`]: carries a plan out: mounts each volume through a [`VolumeSource`], reads
 //!   each member's headers and data, joins files split across volumes.
 //! - [`extract`]: writes under the target and nowhere else.
-//! - [`archive`]: the tar member reader (any `io::Read`).
+//! - the tar member reader is [`crate::tarfmt`]'s (any `io::Read`).
 //! - [`verify`]: verify's selection and report.
 
-pub mod archive;
 pub mod extract;
 pub mod plan;
 pub mod read;

@@ -8,7 +8,6 @@
 //! Damage stays with its member: a medium error or a header that is not where the
 //! catalogue says marks that member, and the next one is found by a fresh LOCATE.
 
-use super::archive::{ArchiveError, MemberHeader, MemberKind, MemberReader};
 use super::extract::{ExtractError, Extractor, Metadata, OpenFile, SafePath};
 use super::plan::{Member, PartRead, Plan};
 use super::{MountError, Progress, Report, Status, VolumeSource};
@@ -16,6 +15,7 @@ use crate::backup::Interrupt;
 use crate::catalog::FileKind;
 use crate::tape::file_reader::TapeFileReader;
 use crate::tape::{TapeDrive, TapeError};
+use crate::tarfmt::{ArchiveError, MemberHeader, MemberKind, MemberReader};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -514,8 +514,8 @@ fn metadata(m: &Member, h: &MemberHeader) -> Metadata {
         mode: v.mode.map_or(h.mode, |x| x as u32),
         uid: v.uid.map_or(h.uid, |x| x.max(0) as u64),
         gid: v.gid.map_or(h.gid, |x| x.max(0) as u64),
-        user: h.user.clone(),
-        group: h.group.clone(),
+        user: h.user_lossy(),
+        group: h.group_lossy(),
         mtime_ns: v.mtime_ns.unwrap_or(h.mtime_ns),
         xattrs: h.xattrs.clone(),
     }
@@ -712,6 +712,9 @@ impl Executor<'_, '_> {
             };
         }
         let want = expected_kind(v.kind)?;
+        if h.sparse.is_some() {
+            return Some("the tape holds a GNU sparse member, which is not restored".into());
+        }
         if h.kind != want {
             return Some(format!(
                 "the tape holds a {} where the catalogue has a {}",
