@@ -473,11 +473,21 @@ fn a_second_ctrl_c_stops_the_writer_at_once_and_keeps_the_catalogue_consistent()
     slow_library(&home);
     home.run(&["tape", "load", "--drive", "lto9"]).success();
     let src = many_files(home.path(), 60, 1 << 20);
-    // A buffer that takes seconds to drain at the drive's 4 MB/s, so the second Ctrl-C
-    // comes while it drains, however loaded the machine.
+    // The writer starts only once 29 MiB are buffered (hysteresis at 90 % of 32 MiB), so
+    // when the first block is on tape there are seconds to drain at the drive's 4 MB/s
+    // and the second Ctrl-C comes while they drain, however loaded the machine.
     let child = spawn_backup_with(
         &home,
-        &["--drive", "lto9", "--memory-buffer", "32MiB"],
+        &[
+            "--drive",
+            "lto9",
+            "--memory-buffer",
+            "32MiB",
+            "--flow",
+            "hysteresis",
+            "--high-watermark",
+            "90",
+        ],
         &src,
     );
     wait_for_data(&tape_file(&home, "TD0001L9", 1));
