@@ -46,7 +46,7 @@ symlinks, hard links, devices, FIFOs and extended attributes are restored, owner
 as root. Volumes not in the drive are loaded from the library, or asked for (a prompt on
 a terminal, else --change-timeout).
 
-Dates: 2024-05-01 (the end of that day), '2024-05-01 12:00', RFC 3339, or @SECONDS.
+Dates: 2024-05-01 (the end of that day), '2024-05-01 12:00', RFC 3339, @SECONDS, or now.
 
 Exit codes: 0 every member restored (or kept by --overwrite), 1 any member damaged,
 missing, refused or not written, 2 bad input, 130 interrupted.";

@@ -225,6 +225,9 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 /// `@SECONDS` since the epoch. Unix seconds.
 pub fn parse_when(text: &str) -> Result<i64, String> {
     let t = text.trim();
+    if t == "now" {
+        return Ok(crate::catalog::now());
+    }
     if let Some(secs) = t.strip_prefix('@') {
         return secs
             .parse()
@@ -250,8 +253,8 @@ pub fn parse_when(text: &str) -> Result<i64, String> {
             .map_err(|e| format!("`{text}`: {e}"));
     }
     Err(format!(
-        "`{text}` is not a date: write 2024-05-01, 2024-05-01 12:00, an RFC 3339 time or \
-         @SECONDS"
+        "`{text}` is not a date: write 2024-05-01, 2024-05-01 12:00, an RFC 3339 time, \
+         @SECONDS or now"
     ))
 }
 
@@ -708,6 +711,7 @@ mod tests {
 
     #[test]
     fn dates_parse_in_the_forms_operators_write() {
+        assert!((parse_when("now").unwrap() - crate::catalog::now()).abs() <= 1);
         assert_eq!(parse_when("@1700000000").unwrap(), 1_700_000_000);
         assert_eq!(parse_when("2024-05-01T00:00:00Z").unwrap(), 1_714_521_600);
         let day_end = parse_when("2024-05-01").unwrap();
