@@ -468,9 +468,6 @@ impl Catalog {
         let backup_ids = stmt
             .query_map([volume.id], |r| r.get::<_, i64>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut records = self.conn().prepare(
-            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
-        )?;
         let mut on_volume = self.conn().prepare(
             "SELECT 1 FROM segments WHERE backup_id = ?1 AND file_seq = ?2 AND volume_id = ?3",
         )?;
@@ -486,35 +483,59 @@ impl Catalog {
                     .collect::<rusqlite::Result<_>>()?;
                 seqs
             };
-            let mut rows = records.query([backup_id])?;
-            while let Some(r) = rows.next()? {
-                let first_seq: i64 = r.get(0)?;
-                let dir_id: i64 = r.get(1)?;
-                let data = r.get_ref(2)?.as_blob().unwrap_or_default();
-                let decoded =
-                    members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
-                for (i, member) in decoded.into_iter().enumerate() {
-                    let seq = first_seq + i as i64;
-                    let there = if member.parts > 1 {
+            self.each_member(
+                backup_id,
+                &mut dirs,
+                &mut backups,
+                |seq, member| {
+                    Ok(if member.parts > 1 {
                         on_volume.exists(params![backup_id, seq, volume.id])?
                     } else {
                         member.part.is_some_and(|p| here.contains(&p))
-                    };
-                    if !there {
-                        continue;
-                    }
-                    let path = format!(
-                        "{}/{}",
-                        self.dir_path(dir_id, &mut dirs)?,
-                        self.name_of(member.name_id)?
-                    );
-                    let found = Found {
-                        backup_id,
-                        seq,
-                        member,
-                    };
-                    f(self.file_version(found, path, &mut backups)?)?;
+                    })
+                },
+                &mut f,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The members of backup `backup_id` in tape order that `keep` (given member number
+    /// and record) lets through, as file versions to `f`; directory paths and backups are
+    /// looked up once through the caches.
+    fn each_member(
+        &self,
+        backup_id: i64,
+        dirs: &mut HashMap<i64, String>,
+        backups: &mut HashMap<i64, BackupInfo>,
+        mut keep: impl FnMut(i64, &Member) -> Result<bool>,
+        f: &mut impl FnMut(FileVersion) -> Result<()>,
+    ) -> Result<()> {
+        let mut records = self.conn().prepare_cached(
+            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
+        )?;
+        let mut rows = records.query([backup_id])?;
+        while let Some(r) = rows.next()? {
+            let first_seq: i64 = r.get(0)?;
+            let dir_id: i64 = r.get(1)?;
+            let data = r.get_ref(2)?.as_blob().unwrap_or_default();
+            let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
+            for (i, member) in decoded.into_iter().enumerate() {
+                let seq = first_seq + i as i64;
+                if !keep(seq, &member)? {
+                    continue;
                 }
+                let path = format!(
+                    "{}/{}",
+                    self.dir_path(dir_id, dirs)?,
+                    self.name_of(member.name_id)?
+                );
+                let found = Found {
+                    backup_id,
+                    seq,
+                    member,
+                };
+                f(self.file_version(found, path, backups)?)?;
             }
         }
         Ok(())
@@ -534,32 +555,13 @@ impl Catalog {
             })
             .optional()?
             .ok_or_else(|| CatalogError::Invalid(format!("no backup {uuid} in the catalogue")))?;
-        let mut records = self.conn().prepare(
-            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
-        )?;
-        let mut dirs = HashMap::new();
-        let mut backups = HashMap::new();
-        let mut rows = records.query([backup_id])?;
-        while let Some(r) = rows.next()? {
-            let first_seq: i64 = r.get(0)?;
-            let dir_id: i64 = r.get(1)?;
-            let data = r.get_ref(2)?.as_blob().unwrap_or_default();
-            let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
-            for (i, member) in decoded.into_iter().enumerate() {
-                let path = format!(
-                    "{}/{}",
-                    self.dir_path(dir_id, &mut dirs)?,
-                    self.name_of(member.name_id)?
-                );
-                let found = Found {
-                    backup_id,
-                    seq: first_seq + i as i64,
-                    member,
-                };
-                f(self.file_version(found, path, &mut backups)?)?;
-            }
-        }
-        Ok(())
+        self.each_member(
+            backup_id,
+            &mut HashMap::new(),
+            &mut HashMap::new(),
+            |_, _| Ok(true),
+            &mut f,
+        )
     }
 
     /// The backups of a job (or every backup, without one), oldest first, with what a
