@@ -140,20 +140,8 @@ impl Catalog {
         chain: &[ChainLink],
         mut f: impl FnMut(usize, i64, i64, Member) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn().prepare(
-            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
-        )?;
         for (i, link) in chain.iter().enumerate() {
-            let mut rows = stmt.query([link.id])?;
-            while let Some(r) = rows.next()? {
-                let first_seq: i64 = r.get(0)?;
-                let dir_id: i64 = r.get(1)?;
-                let data = r.get_ref(2)?.as_blob().unwrap_or_default();
-                let decoded = members::decode(data).map_err(|e| damaged(link.id, first_seq, e))?;
-                for (k, m) in decoded.into_iter().enumerate() {
-                    f(i, first_seq + k as i64, dir_id, m)?;
-                }
-            }
+            self.member_records(link.id, |seq, dir_id, m| f(i, seq, dir_id, m))?;
         }
         Ok(())
     }

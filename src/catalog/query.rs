@@ -500,16 +500,12 @@ impl Catalog {
         Ok(())
     }
 
-    /// The members of backup `backup_id` in tape order that `keep` (given member number
-    /// and record) lets through, as file versions to `f`; directory paths and backups are
-    /// looked up once through the caches.
-    fn each_member(
+    /// The member records of backup `backup_id` in tape order: member number, directory
+    /// id and the decoded record to `f`, no name looked up.
+    pub(super) fn member_records(
         &self,
         backup_id: i64,
-        dirs: &mut HashMap<i64, String>,
-        backups: &mut HashMap<i64, BackupInfo>,
-        mut keep: impl FnMut(i64, &Member) -> Result<bool>,
-        f: &mut impl FnMut(FileVersion) -> Result<()>,
+        mut f: impl FnMut(i64, i64, Member) -> Result<()>,
     ) -> Result<()> {
         let mut records = self.conn().prepare_cached(
             "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
@@ -521,24 +517,39 @@ impl Catalog {
             let data = r.get_ref(2)?.as_blob().unwrap_or_default();
             let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
             for (i, member) in decoded.into_iter().enumerate() {
-                let seq = first_seq + i as i64;
-                if !keep(seq, &member)? {
-                    continue;
-                }
-                let path = format!(
-                    "{}/{}",
-                    self.dir_path(dir_id, dirs)?,
-                    self.name_of(member.name_id)?
-                );
-                let found = Found {
-                    backup_id,
-                    seq,
-                    member,
-                };
-                f(self.file_version(found, path, backups)?)?;
+                f(first_seq + i as i64, dir_id, member)?;
             }
         }
         Ok(())
+    }
+
+    /// The members of backup `backup_id` in tape order that `keep` (given member number
+    /// and record) lets through, as file versions to `f`; directory paths and backups are
+    /// looked up once through the caches.
+    fn each_member(
+        &self,
+        backup_id: i64,
+        dirs: &mut HashMap<i64, String>,
+        backups: &mut HashMap<i64, BackupInfo>,
+        mut keep: impl FnMut(i64, &Member) -> Result<bool>,
+        f: &mut impl FnMut(FileVersion) -> Result<()>,
+    ) -> Result<()> {
+        self.member_records(backup_id, |seq, dir_id, member| {
+            if !keep(seq, &member)? {
+                return Ok(());
+            }
+            let path = format!(
+                "{}/{}",
+                self.dir_path(dir_id, dirs)?,
+                self.name_of(member.name_id)?
+            );
+            let found = Found {
+                backup_id,
+                seq,
+                member,
+            };
+            f(self.file_version(found, path, backups)?)
+        })
     }
 
     /// Every member of backup `uuid`, in tape order; `f` is called per member (so a
