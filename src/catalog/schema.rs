@@ -199,6 +199,16 @@ INSERT INTO fts_progress (id, indexed_to) VALUES (1, 1);
 -- No table changes: the members' data may hold the entry extension from this version on.
 "#,
     },
+    Migration {
+        why: "reliability: a checksum over each packed member record, so a damaged record is \
+              found by every reader instead of being skipped (NULL for records written \
+              before); and volumes that must never be written, such as tapes another tool \
+              wrote and `catalog import-tape` catalogued, with the reason",
+        sql: r#"
+ALTER TABLE members ADD COLUMN sum INTEGER;
+ALTER TABLE volumes ADD COLUMN read_only TEXT;
+"#,
+    },
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -566,10 +566,10 @@ fn allocate_volume(
             // Already in the drive: it only needs relabelling.
         } else {
             if let Some((barcode, slot)) = super::changer::unload_into(spec, None)? {
-                eprintln!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
+                errln!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
             }
             lib.changer().move_medium(c.element, drive_element)?;
-            eprintln!(
+            errln!(
                 "Loaded {} from {} into {}: {}.",
                 c.barcode,
                 c.element,
@@ -597,7 +597,7 @@ fn allocate_volume(
                         Some(pool),
                         block,
                     )?;
-                    eprintln!("Relabelled {label}: its expired data is given up.");
+                    errln!("Relabelled {label}: its expired data is given up.");
                 }
                 Fit::Unknown => {
                     let labelled = super::catalog::label_if_blank(
@@ -608,7 +608,7 @@ fn allocate_volume(
                         block,
                     )?;
                     match labelled {
-                        Some(label) => eprintln!("Labelled the blank cartridge as {label}."),
+                        Some(label) => errln!("Labelled the blank cartridge as {label}."),
                         None => return Err(bad_input("not blank")),
                     }
                 }
@@ -713,7 +713,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         "backup summary"
     );
     if json && stdout_taken {
-        eprintln!("{}", serde_json::to_string_pretty(s)?);
+        errln!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
     if json {
@@ -735,17 +735,17 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         ),
         _ => s.drive.clone(),
     };
-    eprintln!("Backup {} {}{strategy}: {place}", s.uuid, s.status);
+    errln!("Backup {} {}{strategy}: {place}", s.uuid, s.status);
     match (&s.parent, s.unchanged) {
-        (Some(parent), Some(unchanged)) => eprintln!(
+        (Some(parent), Some(unchanged)) => errln!(
             "  kind      {} on {parent}: {unchanged} unchanged (left out), {} deleted (recorded)",
             s.kind.as_str(),
             s.deleted
         ),
-        (Some(parent), None) => eprintln!("  kind      {} on {parent}", s.kind.as_str()),
-        (None, _) => eprintln!("  kind      {}", s.kind.as_str()),
+        (Some(parent), None) => errln!("  kind      {} on {parent}", s.kind.as_str()),
+        (None, _) => errln!("  kind      {}", s.kind.as_str()),
     }
-    eprintln!(
+    errln!(
         "  files     {} saved ({}), {} skipped, {} changed while read, {} not saved",
         s.files,
         format_size(s.bytes),
@@ -753,7 +753,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         s.changed,
         s.damaged
     );
-    eprintln!(
+    errln!(
         "  written   {} in {:.1} s, average {} onto tape, lowest one-second rate while streaming {}",
         format_size(s.tape_bytes),
         s.elapsed_secs,
@@ -762,7 +762,7 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
             .map(format_rate)
             .unwrap_or_else(|| "-".into())
     );
-    eprintln!(
+    errln!(
         "  buffer    {} ({:?}), peak memory {}, writer stops {}, drive repositions {}",
         format_size(s.buffer),
         s.policy,
@@ -773,14 +773,14 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
             .unwrap_or_else(|| "n/a".into())
     );
     if !s.failed_volumes.is_empty() {
-        eprintln!(
+        errln!(
             "  PULL      {}: write error, marked in error; the members in flight were written \
              again on the next volume",
             s.failed_volumes.join(", ")
         );
     }
     if let (Some(size), Some(peak)) = (s.spool_size, s.peak_spool_bytes) {
-        eprintln!(
+        errln!(
             "  spool     {} on disk at most, of {} allowed",
             format_size(peak),
             format_size(size)

@@ -129,9 +129,11 @@ pub fn pool(cmd: PoolCommand, config: &Config) -> Result<()> {
         } => {
             let kind: PoolKind = kind.parse().map_err(bad_input)?;
             let p = cat.create_pool(&name, kind, retention)?;
-            println!(
+            outln!(
                 "Created pool {} ({}, data kept {} days).",
-                p.name, p.kind, p.retention_days
+                p.name,
+                p.kind,
+                p.retention_days
             );
         }
         PoolCommand::List { json } => {
@@ -167,7 +169,7 @@ pub fn pool(cmd: PoolCommand, config: &Config) -> Result<()> {
             cat.pool(&pool)?;
             cat.register_volume(&tape, None, None)?;
             let v = cat.assign_pool(&tape, &pool, force)?;
-            println!("Volume {} is in pool {pool} ({}).", v.label, v.status);
+            outln!("Volume {} is in pool {pool} ({}).", v.label, v.status);
         }
     }
     Ok(())
@@ -233,7 +235,7 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
                 ("Error", or_dash(v.error.as_ref())),
             ];
             for (k, val) in rows {
-                println!("{:<16} {val}", format!("{k}:"));
+                outln!("{:<16} {val}", format!("{k}:"));
             }
         }
         VolumeCommand::Label(args) => label_volume(args, config)?,
@@ -410,7 +412,7 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
         args.pool.as_deref(),
         block_size,
     )?;
-    println!(
+    outln!(
         "Labelled {} in {} ({}, {} blocks).",
         v.label,
         spec.name,
@@ -431,13 +433,13 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
                 print_json(&report)?;
             } else {
                 for line in report.integrity.iter().chain(&report.problems) {
-                    println!("DAMAGE  {line}");
+                    outln!("DAMAGE  {line}");
                 }
                 for line in &report.notes {
-                    println!("note    {line}");
+                    outln!("note    {line}");
                 }
                 if report.is_ok() {
-                    println!("Catalogue {} is consistent.", cat.path().display());
+                    outln!("Catalogue {} is consistent.", cat.path().display());
                 }
             }
             if !report.is_ok() {
@@ -451,7 +453,7 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
         CatalogCommand::Backup { to } => {
             let cat = open_for_reading(config)?;
             cat.backup_to(&to)?;
-            println!("Copied the catalogue to {}.", to.display());
+            outln!("Copied the catalogue to {}.", to.display());
         }
         CatalogCommand::Rebuild(args) => super::rebuild::run(args, config)?,
     }

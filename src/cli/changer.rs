@@ -71,7 +71,7 @@ pub fn load_slot(spec: &DriveSpec, slot: Option<u32>) -> Result<()> {
     };
     let barcode = file.at(Element::Slot(slot))?.cloned();
     lib.changer().move_medium(Element::Slot(slot), drive)?;
-    println!(
+    outln!(
         "Loaded {} from slot {slot} into {}.",
         barcode.unwrap_or_default(),
         spec.name
@@ -88,7 +88,7 @@ pub fn unload(args: UnloadArgs, config: &Config) -> Result<()> {
     let spec = drives::resolve(config, args.drive.as_deref())?;
     match unload_into(&spec, args.slot)? {
         Some((barcode, slot)) => {
-            println!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
+            outln!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
             Ok(())
         }
         None => Err(bad_input(format!("{} is empty", spec.name))),
@@ -176,7 +176,7 @@ pub fn move_medium(args: MoveArgs, config: &Config) -> Result<()> {
     let to = parse_element(&args.to, &file)?;
     let barcode = file.at(from)?.cloned().unwrap_or_default();
     lib.changer().move_medium(from, to)?;
-    println!(
+    outln!(
         "Moved {barcode} from {} to {}.",
         file.describe(from),
         file.describe(to)

@@ -94,7 +94,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 fn print_report(r: &Report) {
     if r.dry_run {
-        println!("Dry run: nothing was changed.");
+        outln!("Dry run: nothing was changed.");
     }
     if let Some(c) = &r.config {
         let where_ = match (&c.written_to, r.dry_run) {
@@ -102,7 +102,7 @@ fn print_report(r: &Report) {
             (Some(f), true) => format!("would be written to {f}"),
             (None, _) => "printed below".to_string(),
         };
-        println!(
+        outln!(
             "pytp configuration {}: {} ({}), {} ({}); tapedeck configuration {where_}",
             c.path,
             plural(c.drives.len(), "drive", "drives"),
@@ -112,15 +112,15 @@ fn print_report(r: &Report) {
         );
     }
     if let Some(s) = &r.snapshots {
-        println!(
+        outln!(
             "pytp history {s}: {}, {}",
             plural(r.summary.snapshot_files, "snapshot file", "snapshot files"),
             plural(r.summary.entries, "entry", "entries")
         );
-        println!("Catalogue {}", r.catalog);
+        outln!("Catalogue {}", r.catalog);
     }
     if !r.files.is_empty() {
-        println!();
+        outln!();
         let mut t = Table::new(&[
             "SNAPSHOT FILE",
             "JOB",
@@ -146,7 +146,7 @@ fn print_report(r: &Report) {
         t.print();
     }
     if !r.backups.is_empty() {
-        println!();
+        outln!();
         let mut t = Table::new(&[
             "ENTRY",
             "KIND",
@@ -172,7 +172,7 @@ fn print_report(r: &Report) {
         t.print();
     }
     if !r.volumes.is_empty() {
-        println!();
+        outln!();
         let mut t = Table::new(&["VOLUME", "PYTP LABEL", "STATE", "BACKUPS"]);
         for v in &r.volumes {
             t.row(vec![
@@ -197,16 +197,16 @@ fn print_report(r: &Report) {
         if issues.is_empty() {
             continue;
         }
-        println!();
-        println!("{title} ({}):", issues.len());
+        outln!();
+        outln!("{title} ({}):", issues.len());
         for i in issues {
-            println!("  {i}");
+            outln!("  {i}");
         }
     }
     let s = &r.summary;
     if r.snapshots.is_some() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} {} ({}) from {}; {} already in the catalogue; {} not imported.",
             if r.dry_run {
                 "Would import"
@@ -222,8 +222,8 @@ fn print_report(r: &Report) {
     }
     if let Some(c) = &r.config {
         if c.written_to.is_none() {
-            println!();
-            print!("{}", c.snippet);
+            outln!();
+            out!("{}", c.snippet);
         }
     }
 }

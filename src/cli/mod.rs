@@ -1,6 +1,32 @@
 //! The command line: argument definitions (clap derive), dispatch, and the mapping from
 //! errors to exit codes (0 ok, 1 failure, 2 usage or bad input, 130 interrupted).
 
+/// `println!` for the CLI: see [`output::write_stdout`].
+macro_rules! outln {
+    () => { $crate::cli::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the CLI: see [`output::write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` for the CLI: see [`output::write_stderr`].
+macro_rules! errln {
+    () => { $crate::cli::output::write_stderr(format_args!("\n")) };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` for the CLI: see [`output::write_stderr`].
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::cli::output::write_stderr(format_args!($($arg)*)) };
+}
+
 mod backup;
 mod catalog;
 mod changer;
@@ -175,7 +201,7 @@ pub fn main() -> u8 {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return 2;
         }
     };
@@ -183,9 +209,10 @@ pub fn main() -> u8 {
     tracing::debug!(command = ?cli.command, "start");
     match run(cli.command, &config) {
         Ok(()) => 0,
+        Err(err) if output::is_closed_pipe(&err) => output::CLOSED_PIPE_EXIT,
         Err(err) => {
             tracing::debug!("failed: {err:?}");
-            eprintln!("error: {}", describe(&err));
+            errln!("error: {}", describe(&err));
             exit_code(&err)
         }
     }
@@ -221,14 +248,14 @@ fn show_config(config: &Config, json: bool) -> Result<()> {
             "home": config.home,
             "config": effective,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     match &config.source {
-        Some(p) => println!("# configuration from {}", p.display()),
-        None => println!("# no configuration file: defaults"),
+        Some(p) => outln!("# configuration from {}", p.display()),
+        None => outln!("# no configuration file: defaults"),
     }
-    println!("# data directory {}", config.home.display());
-    print!("{}", toml::to_string(&effective)?);
+    outln!("# data directory {}", config.home.display());
+    out!("{}", toml::to_string(&effective)?);
     Ok(())
 }

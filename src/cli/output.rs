@@ -1,10 +1,77 @@
-//! Human output: aligned tables; and JSON for scripts.
+//! Human output: aligned tables; JSON for scripts; and writing to stdout and stderr so that
+//! a reader that has gone away (`tapedeck find x | head`) ends the command quietly, as GNU
+//! tools do, instead of a panic.
 
 use serde::Serialize;
+use std::io::Write;
+
+/// The exit code of a command whose output pipe was closed: a shell's code for death by
+/// SIGPIPE, what GNU tools give there.
+pub const CLOSED_PIPE_EXIT: u8 = 141;
+
+/// Writes to stdout, like `print!`. A closed pipe ends the process at once with
+/// [`CLOSED_PIPE_EXIT`] and no message; any other write error is said on stderr and ends it
+/// with 1. Only the CLI prints, after the engine has recorded its work, so nothing is lost by
+/// stopping here.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        stdout_failed(e);
+    }
+}
+
+/// Ends the process after a failed write to stdout, as [`write_stdout`] does: for output
+/// written through a buffer of its own.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(i32::from(CLOSED_PIPE_EXIT));
+    }
+    write_stderr(format_args!(
+        "error: cannot write to standard output: {e}\n"
+    ));
+    std::process::exit(1);
+}
+
+/// Stdout through a buffer, for output of millions of lines; a failed write ends the process
+/// as in [`write_stdout`].
+pub struct BufferedStdout(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl BufferedStdout {
+    pub fn new() -> Self {
+        BufferedStdout(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+
+    pub fn put(&mut self, args: std::fmt::Arguments<'_>) {
+        if let Err(e) = self.0.write_fmt(args) {
+            stdout_failed(e);
+        }
+    }
+
+    /// Writes out what the buffer holds.
+    pub fn finish(mut self) {
+        if let Err(e) = self.0.flush() {
+            stdout_failed(e);
+        }
+    }
+}
+
+/// Writes to stderr, like `eprint!`. A stderr that cannot be written is ignored: there is
+/// nowhere left to say so.
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// Is this error, or one of its causes, a write to a closed pipe?
+pub fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -53,7 +120,7 @@ impl Table {
     }
 
     pub fn print(&self) {
-        print!("{}", self.render());
+        out!("{}", self.render());
     }
 }
 

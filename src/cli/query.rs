@@ -2,11 +2,10 @@
 
 use super::bad_input;
 use super::catalog::open_for_reading;
-use super::output::{or_dash, print_json, Table};
+use super::output::{or_dash, print_json, BufferedStdout, Table};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use std::io::Write;
 use tapedeck::catalog::{
     closest, format_time, BackupStatus, Catalog, FileKind, FileVersion, Volume,
 };
@@ -138,12 +137,12 @@ pub fn find(args: FindArgs, config: &Config) -> Result<()> {
         return print_json(&versions);
     }
     if versions.is_empty() {
-        println!("No backed-up file matches.");
+        outln!("No backed-up file matches.");
         return Ok(());
     }
     versions_table(&versions).print();
     if more {
-        eprintln!(
+        errln!(
             "(showing the first {}; narrow the pattern or raise --limit)",
             args.limit
         );
@@ -173,45 +172,49 @@ pub fn list(args: ListArgs, config: &Config) -> Result<()> {
         return Ok(());
     }
     let label = cat.volume(&args.tape.unwrap_or_default())?.label;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // Millions of lines may follow: written through one buffer, a failed write ends the
+    // command as any output to stdout does (a closed pipe quietly).
+    let mut out = BufferedStdout::new();
     if args.json {
         // A stream of JSON: an array written element by element.
-        write!(out, "[")?;
+        out.put(format_args!("["));
         let mut first = true;
         cat.files_on_volume(&label, |v| {
             let sep = if first { "\n" } else { ",\n" };
             first = false;
             let text = serde_json::to_string(&v)
                 .map_err(|e| tapedeck::catalog::CatalogError::Invalid(e.to_string()))?;
-            write!(out, "{sep}{text}")
-                .map_err(|e| tapedeck::catalog::CatalogError::Invalid(e.to_string()))
+            out.put(format_args!("{sep}{text}"));
+            Ok(())
         })?;
-        writeln!(out, "\n]")?;
-        return Ok(());
+        out.put(format_args!("\n]\n"));
+    } else {
+        let mut count = 0u64;
+        let mut bytes = 0i64;
+        // Fixed widths, as the rows stream: a tape file number, a block address, a size.
+        out.put(format_args!(
+            "{:>9}  {:>12}  {:>10}  PATH\n",
+            "TAPE FILE", "BLOCK", "SIZE"
+        ));
+        cat.files_on_volume(&label, |v| {
+            let seg = v.segments.iter().find(|s| s.volume == label);
+            count += 1;
+            bytes += v.size;
+            out.put(format_args!(
+                "{:>9}  {:>12}  {:>10}  {}\n",
+                or_dash(seg.and_then(|s| s.tape_file)),
+                or_dash(seg.and_then(|s| s.block)),
+                format_size(v.size.max(0) as u64),
+                v.path
+            ));
+            Ok(())
+        })?;
+        out.put(format_args!(
+            "{count} files, {} on {label}\n",
+            format_size(bytes.max(0) as u64)
+        ));
     }
-    let mut count = 0u64;
-    let mut bytes = 0i64;
-    writeln!(out, "TAPE FILE  BLOCK  SIZE  PATH")?;
-    cat.files_on_volume(&label, |v| {
-        let seg = v.segments.iter().find(|s| s.volume == label);
-        count += 1;
-        bytes += v.size;
-        writeln!(
-            out,
-            "{}  {}  {}  {}",
-            or_dash(seg.and_then(|s| s.tape_file)),
-            or_dash(seg.and_then(|s| s.block)),
-            format_size(v.size.max(0) as u64),
-            v.path
-        )
-        .map_err(|e| tapedeck::catalog::CatalogError::Invalid(e.to_string()))
-    })?;
-    writeln!(
-        out,
-        "{count} files, {} on {label}",
-        format_size(bytes.max(0) as u64)
-    )?;
+    out.finish();
     Ok(())
 }
 
@@ -296,7 +299,7 @@ pub fn inventory(args: InventoryArgs, config: &Config) -> Result<()> {
         t.row(vec![d.name.clone(), kind]);
     }
     t.print();
-    println!();
+    outln!();
     let mut t = Table::new(&[
         "ELEMENT", "BARCODE", "VOLUME", "POOL", "STATUS", "USED", "CAPACITY",
     ]);
@@ -343,7 +346,7 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
         return print_json(&backups);
     }
     if backups.is_empty() {
-        println!("No backups yet.");
+        outln!("No backups yet.");
         return Ok(());
     }
     let mut t = Table::new(&[
@@ -372,7 +375,7 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
     }
     t.print();
     for b in backups.iter().filter(|b| b.error.is_some()) {
-        println!(
+        outln!(
             "{} {}: {}",
             format_time(b.started_at),
             b.job.clone().unwrap_or_default(),

@@ -134,7 +134,7 @@ fn source(s: &str) -> &'static str {
 }
 
 fn print_report(r: &RebuildReport) {
-    println!(
+    outln!(
         "Volume {} ({}, {} blocks): {}, now {}.",
         r.volume,
         r.pool
@@ -150,7 +150,7 @@ fn print_report(r: &RebuildReport) {
         r.status
     );
     for t in &r.tape_files {
-        println!(
+        outln!(
             "  tape file {:<4} {:<10} at block {:<10} {:>8} blocks  {}",
             t.tape_file,
             format!("{:?}", t.kind).to_lowercase(),
@@ -177,7 +177,7 @@ fn print_report(r: &RebuildReport) {
         } else {
             format!(", {} files, {}", b.files, format_size(b.bytes))
         };
-        println!(
+        outln!(
             "Backup {} {what}: {}{counts}, on {}.",
             b.uuid,
             b.status,
@@ -185,9 +185,9 @@ fn print_report(r: &RebuildReport) {
         );
     }
     for n in &r.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     for p in &r.problems {
-        println!("PROBLEM: {p}");
+        outln!("PROBLEM: {p}");
     }
 }

@@ -266,13 +266,13 @@ impl Volumes {
             lib.open_drive(other)?.unload()?;
         }
         if let Some((barcode, slot)) = super::changer::unload_into(&self.spec, None)? {
-            eprintln!(
+            errln!(
                 "Unloaded {barcode} from {} into slot {slot}.",
                 self.spec.name
             );
         }
         lib.changer().move_medium(from, *element)?;
-        eprintln!(
+        errln!(
             "Loaded {} from {} into {}.",
             self.barcode(label),
             file.describe(from),
@@ -463,11 +463,11 @@ pub(super) fn finish(report: &Report, json: bool, what: &str) -> Result<()> {
             Status::Restored | Status::Verified => continue,
         };
         tracing::info!("{word} {}: {}", o.path, o.detail);
-        eprintln!("{word:8} {}: {}", o.path, o.detail);
+        errln!("{word:8} {}: {}", o.path, o.detail);
     }
     for w in &report.warnings {
         tracing::info!("warning: {w}");
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if json {
         print_json(report)?;
@@ -477,7 +477,7 @@ pub(super) fn finish(report: &Report, json: bool, what: &str) -> Result<()> {
         } else {
             (report.restored, "restored")
         };
-        eprintln!(
+        errln!(
             "{} {count} of {} members {verb}, {} kept, {} not; {} of data in {:.1} s ({}), \
              {} read from {}",
             if report.interrupted {
@@ -595,7 +595,7 @@ pub(super) fn show_plan(plan: &Plan, json: bool) -> Result<()> {
     if json {
         return print_json(&view);
     }
-    println!(
+    outln!(
         "{} members, {} of data: {} to read from {} volume{} with {} LOCATE{}, about {} on an {}",
         view.members,
         format_size(plan.data_bytes),
@@ -608,7 +608,7 @@ pub(super) fn show_plan(plan: &Plan, json: bool) -> Result<()> {
         plan.model
     );
     for (i, v) in view.volumes.iter().enumerate() {
-        println!(
+        outln!(
             "{:>3}. {} ({}): {} in {} run{}, about {}",
             i + 1,
             v.volume,
@@ -619,7 +619,7 @@ pub(super) fn show_plan(plan: &Plan, json: bool) -> Result<()> {
             format_secs(v.est_secs)
         );
         for r in &v.runs {
-            println!(
+            outln!(
                 "       tape file {}: LOCATE block {}, read {} blocks: {} member{} ({}{})",
                 r.tape_file.map_or("?".to_string(), |f| f.to_string()),
                 r.first_block,
@@ -632,7 +632,7 @@ pub(super) fn show_plan(plan: &Plan, json: bool) -> Result<()> {
         }
     }
     for u in &plan.unreadable {
-        println!("not readable: {}: {}", u.path, u.reason);
+        outln!("not readable: {}: {}", u.path, u.reason);
     }
     Ok(())
 }

@@ -123,7 +123,7 @@ pub fn run(args: TapeArgs, config: &Config) -> Result<()> {
             if json {
                 print_json(&serde_json::json!({ "drive": spec.name, "position": position }))?;
             } else {
-                println!("At block {position}.");
+                outln!("At block {position}.");
             }
         }
         TapeOp::Seek { position } => d.locate(position)?,
@@ -185,13 +185,13 @@ fn status(spec: &DriveSpec, d: &mut dyn TapeDrive, json: bool) -> Result<()> {
             format!("virtual {model} in {}", library.display())
         }
     };
-    println!("Drive:       {} ({kind})", spec.name);
+    outln!("Drive:       {} ({kind})", spec.name);
     let cartridge = match (&report.cartridge, entry.as_ref().map(|e| e.loaded)) {
         (Some(b), Some(false)) => format!("{b} (ejected)"),
         (c, _) => or_dash(c.as_ref()),
     };
-    println!("Cartridge:   {cartridge}");
-    println!(
+    outln!("Cartridge:   {cartridge}");
+    outln!(
         "State:       {}",
         if st.online { "online" } else { "not ready" }
     );
@@ -200,17 +200,17 @@ fn status(spec: &DriveSpec, d: &mut dyn TapeDrive, json: bool) -> Result<()> {
             (Some(f), Some(b)) => format!(" (tape file {f}, block {b})"),
             _ => String::new(),
         };
-        println!("Position:    block {p}{within}");
+        outln!("Position:    block {p}{within}");
     }
     let mode = if st.block_size == 0 {
         "variable".to_string()
     } else {
         format!("{} fixed", format_size(st.block_size as u64))
     };
-    println!("Block size:  {mode}");
-    println!("Flags:       {}", report.flags.join(" "));
+    outln!("Block size:  {mode}");
+    outln!("Flags:       {}", report.flags.join(" "));
     if let Some(r) = report.repositions {
-        println!("Repositions: {r} (drive model, all sessions)");
+        outln!("Repositions: {r} (drive model, all sessions)");
     }
     Ok(())
 }

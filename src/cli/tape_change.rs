@@ -69,7 +69,7 @@ pub(super) fn try_drive(
 ) -> Result<Result<TapeTarget, BackupError>> {
     let mut drive = spec.open()?;
     if let Some(label) = super::catalog::label_if_blank(drive.as_mut(), cat, spec, pool, block)? {
-        eprintln!("Labelled the blank cartridge in {} as {label}.", spec.name);
+        errln!("Labelled the blank cartridge in {} as {label}.", spec.name);
     }
     match volume::prepare(drive, cat, pool, requested_block) {
         Ok(t) => Ok(Ok(t)),
@@ -164,11 +164,11 @@ pub(super) fn wait_until<T>(
     loop {
         let said = announce(&reason);
         if let Some(lines) = &mut lines {
-            eprintln!();
+            errln!();
             for line in &said {
-                eprintln!("{line}");
+                errln!("{line}");
             }
-            eprint!("{prompt}");
+            err!("{prompt}");
             let answer = loop {
                 if interrupt.requested() {
                     return Err(Interrupted.into());
@@ -185,8 +185,8 @@ pub(super) fn wait_until<T>(
                 "a" | "abort" => return Err(Interrupted.into()),
                 "e" | "eject" => {
                     match spec.open().and_then(|mut d| d.unload()) {
-                        Ok(()) => eprintln!("Ejected the tape in {}.", spec.name),
-                        Err(e) => eprintln!("Cannot eject: {e}"),
+                        Ok(()) => errln!("Ejected the tape in {}.", spec.name),
+                        Err(e) => errln!("Cannot eject: {e}"),
                     }
                     reason = "the tape was ejected".into();
                     continue;

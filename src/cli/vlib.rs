@@ -142,7 +142,7 @@ fn changer_faults(args: ChangerFaultArgs, config: &Config) -> Result<()> {
             Ok(())
         })?;
     }
-    println!(
+    outln!(
         "The changer {}.",
         if lib.read()?.changer_jammed {
             "is jammed: every move fails"
@@ -171,7 +171,7 @@ fn init(args: InitArgs, config: &Config) -> Result<()> {
     let dir = library_dir(config, args.dir);
     let lib = Library::init(&dir, &opts)?;
     let file = lib.read()?;
-    println!(
+    outln!(
         "Created a virtual library in {}: {} drives ({}), {} slots, {} import/export slots, time scale {}.",
         dir.display(),
         file.drives.len(),
@@ -216,7 +216,7 @@ fn show(lib: &Library, json: bool) -> Result<()> {
             cartridges,
         });
     }
-    println!(
+    outln!(
         "Virtual library {} (time scale {})\n",
         lib.dir().display(),
         file.time_scale
@@ -251,7 +251,7 @@ fn show(lib: &Library, json: bool) -> Result<()> {
         ]);
     }
     drives.print();
-    println!();
+    outln!();
     let mut slots = Table::new(&["SLOT", "CARTRIDGE"]);
     for (i, s) in file.slots.iter().enumerate() {
         slots.row(vec![(i + 1).to_string(), or_dash(s.as_ref())]);
@@ -260,7 +260,7 @@ fn show(lib: &Library, json: bool) -> Result<()> {
         slots.row(vec![format!("ie{}", i + 1), or_dash(s.as_ref())]);
     }
     slots.print();
-    println!();
+    outln!();
     let mut carts = Table::new(&[
         "CARTRIDGE",
         "MEDIA",
@@ -349,6 +349,6 @@ fn set(args: SetArgs, config: &Config) -> Result<()> {
             m.faults.not_ready = on;
         }
     })?;
-    println!("Updated {}.", args.barcode);
+    outln!("Updated {}.", args.barcode);
     Ok(())
 }
