@@ -4,7 +4,7 @@
 //! the key and what is allowed; `tapedeck config` prints the effective result.
 
 use crate::backup::flow::FlowPolicy;
-use crate::units::{deserialize_opt_size, format_size};
+use crate::units::{deserialize_opt_buffer_size, deserialize_opt_size, format_size};
 use crate::vlib::model::DriveModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -142,10 +142,11 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Ring buffer size; default min(16 GiB, 40 % of available memory).
+    /// Ring buffer size (a bare number means GiB, as `--memory-buffer`); default
+    /// min(16 GiB, 40 % of available memory).
     #[serde(
         default,
-        deserialize_with = "deserialize_opt_size",
+        deserialize_with = "deserialize_opt_buffer_size",
         skip_serializing_if = "Option::is_none"
     )]
     pub size: Option<u64>,

@@ -3,6 +3,7 @@
 //! leaves a record even when nobody watched the terminal.
 
 use crate::config::Config;
+use std::io::IsTerminal;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::filter::LevelFilter;
@@ -13,6 +14,14 @@ use tracing_subscriber::Layer;
 /// Keeps the file writer flushing until dropped (at the end of `main`).
 pub struct LogGuard {
     _file: Option<WorkerGuard>,
+    /// Why there is no log file, for the CLI to say.
+    pub no_file: Option<String>,
+}
+
+/// Colour on stderr only for a person at a terminal: never into a log file, a pipe or cron
+/// mail, and never when `NO_COLOR` is set (<https://no-color.org>).
+pub fn stderr_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn level(name: &str) -> LevelFilter {
@@ -32,12 +41,16 @@ pub fn stderr_level(verbose: u8, quiet: bool) -> LevelFilter {
     }
 }
 
-/// Installs the subscriber. A log directory that cannot be created is reported on stderr
-/// and the run goes on without a file.
+/// Installs the subscriber. A log directory that cannot be created leaves the run without a
+/// file, and the guard says why.
 pub fn init(config: &Config, verbose: u8, quiet: bool) -> LogGuard {
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(stderr_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .without_time()
         .with_filter(stderr_level(verbose, quiet));
     let logging = &config.file.logging;
@@ -58,24 +71,41 @@ pub fn init(config: &Config, verbose: u8, quiet: bool) -> LogGuard {
                 .build(&dir)
                 .map_err(|e| e.to_string())
         });
-    let (file_layer, guard) = match appender {
+    let (file_layer, guard, no_file) = match appender {
         Ok(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let layer = tracing_subscriber::fmt::layer()
                 .with_writer(writer)
                 .with_ansi(false)
                 .with_filter(level(&logging.level));
-            (Some(layer), Some(guard))
+            (Some(layer), Some(guard), None)
         }
-        Err(e) => {
-            eprintln!("warning: no log file: cannot use {}: {e}", dir.display());
-            (None, None)
-        }
+        Err(e) => (
+            None,
+            None,
+            Some(format!("no log file: cannot use {}: {e}", dir.display())),
+        ),
     };
     // A second init (tests calling `run` twice) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(stderr_layer)
         .with(file_layer)
         .try_init();
-    LogGuard { _file: guard }
+    LogGuard {
+        _file: guard,
+        no_file,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_at_a_terminal_and_never_with_no_color() {
+        assert!(stderr_colour(true, None));
+        assert!(stderr_colour(true, Some("".as_ref())));
+        assert!(!stderr_colour(true, Some("1".as_ref())));
+        assert!(!stderr_colour(false, None));
+    }
 }

@@ -20,6 +20,40 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     })
 }
 
+/// Parses a memory-buffer size: as [`parse_size`], except that a bare number means GiB, as
+/// pytp's `--memory_buffer 16` did. The command line (`--memory-buffer`) and the
+/// configuration (`[buffer] size`) both read sizes through this, so `3` means 3 GiB in both.
+pub fn parse_buffer_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    match t.parse::<f64>() {
+        Ok(gib) if gib.is_finite() && gib > 0.0 => Ok((gib * (1u64 << 30) as f64) as u64),
+        Ok(_) => Err(format!("`{text}` is not a buffer size: it must be above 0")),
+        Err(_) => parse_size(t),
+    }
+}
+
+/// Parses a retention period into whole days: `30`, `30d`, `5w`, `6m` (a month counts 31
+/// days and a year 366, so a period never protects for less than the calendar would).
+pub fn parse_days(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (number, per) = match t.char_indices().last() {
+        Some((i, 'd' | 'D')) => (&t[..i], 1),
+        Some((i, 'w' | 'W')) => (&t[..i], 7),
+        Some((i, 'm' | 'M')) => (&t[..i], 31),
+        Some((i, 'y' | 'Y')) => (&t[..i], 366),
+        _ => (t, 1),
+    };
+    number
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| {
+            format!("`{text}` is not a period: write a number of days, or e.g. 30d, 5w, 6m, 10y")
+        })
+}
+
 /// Formats bytes with binary units: `512 KiB`, `1.50 GiB`.
 pub fn format_size(bytes: u64) -> String {
     humansize::format_size(bytes, humansize::BINARY)
@@ -42,6 +76,27 @@ pub fn deserialize_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error
         Raw::Number(n) => Ok(n),
         Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
     }
+}
+
+/// serde helper: an optional memory-buffer size (see [`parse_buffer_size`]): a number or
+/// text, a bare number meaning GiB.
+pub fn deserialize_opt_buffer_size<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let text = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Number(n)) => n.to_string(),
+        Some(Raw::Text(t)) => t,
+    };
+    parse_buffer_size(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// serde helper: an optional size field.
@@ -70,6 +125,36 @@ mod tests {
         assert_eq!(parse_size(" 2 MiB ").unwrap(), 2 << 20);
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn a_bare_buffer_size_is_gib_everywhere() {
+        assert_eq!(parse_buffer_size("3").unwrap(), 3 << 30);
+        assert_eq!(parse_buffer_size("0.5").unwrap(), 512 << 20);
+        assert_eq!(parse_buffer_size("1KiB").unwrap(), 1024);
+        assert!(parse_buffer_size("0").is_err());
+        #[derive(Deserialize)]
+        struct Buffer {
+            #[serde(default, deserialize_with = "deserialize_opt_buffer_size")]
+            size: Option<u64>,
+        }
+        let parsed = |t: &str| toml::from_str::<Buffer>(t).map(|b| b.size);
+        assert_eq!(parsed(r#"size = "3""#).unwrap(), Some(3 << 30));
+        assert_eq!(parsed("size = 3").unwrap(), Some(3 << 30));
+        assert_eq!(parsed(r#"size = "512MiB""#).unwrap(), Some(512 << 20));
+        assert_eq!(parsed("").unwrap(), None);
+    }
+
+    #[test]
+    fn retention_periods_in_days() {
+        assert_eq!(parse_days("30").unwrap(), 30);
+        assert_eq!(parse_days("30d").unwrap(), 30);
+        assert_eq!(parse_days("5w").unwrap(), 35);
+        assert_eq!(parse_days("6m").unwrap(), 186);
+        assert_eq!(parse_days("1y").unwrap(), 366);
+        assert!(parse_days("-1").is_err());
+        assert!(parse_days("w").is_err());
+        assert!(parse_days("5 weeks").unwrap_err().contains("5w"));
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub enum MemoryError {
         available: u64,
         largest: u64,
     },
-    #[error("a memory buffer of {} is smaller than {} blocks of {}", format_size(*requested), MIN_BLOCKS, format_size(*block))]
+    #[error(
+        "a memory buffer of {} is too small: it must hold at least {} blocks of {} ({})",
+        format_size(*requested), MIN_BLOCKS, format_size(*block), format_size(MIN_BLOCKS * *block)
+    )]
     TooSmall { requested: u64, block: u64 },
     #[error("cannot read the available memory from /proc/meminfo: {0}")]
     Unknown(String),
@@ -51,7 +54,7 @@ pub fn mem_available() -> Result<u64, MemoryError> {
 /// result is rounded down to whole blocks.
 pub fn buffer_size(requested: Option<u64>, available: u64, block: u64) -> Result<u64, MemoryError> {
     let largest = ((available as f64 * MAX_SHARE) as u64) / block * block;
-    let size = match requested {
+    let asked = match requested {
         Some(r) if r > largest => {
             return Err(MemoryError::TooLarge {
                 requested: r,
@@ -62,10 +65,10 @@ pub fn buffer_size(requested: Option<u64>, available: u64, block: u64) -> Result
         Some(r) => r,
         None => DEFAULT_CAP.min((available as f64 * DEFAULT_SHARE) as u64),
     };
-    let size = size / block * block;
+    let size = asked / block * block;
     if size < MIN_BLOCKS * block {
         return Err(MemoryError::TooSmall {
-            requested: size,
+            requested: asked,
             block,
         });
     }

@@ -21,12 +21,15 @@ use tapedeck::backup::{
 use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
 use tapedeck::drives;
-use tapedeck::units::{format_rate, format_size, parse_size};
+use tapedeck::units::{format_rate, format_size, parse_buffer_size, parse_size};
 
 const AFTER_HELP: &str = "\
-The loaded volume must be labelled (`tapedeck volume label`), empty or appendable, and in
---pool if one is given. The backup is appended after the volume's last tape file as one tar
-tape file, followed by an index tape file; nothing already on the tape is overwritten.
+The volume in the drive is written when it is empty or appendable (and of --pool, if one is
+given); a blank cartridge is labelled first, and in a library a fitting cartridge is loaded
+when the drive holds none. No --drive picks the default drive. The backup is appended after
+the volume's last tape file as one tar tape file, followed by an index tape file; nothing
+already on the tape is overwritten. A volume written without --pool is held (protected with
+no expiry) until `tapedeck volume expire` or a forced write gives it up.
 
 Flow control (--flow): `adaptive` (default) paces the drive at the rate the sources
 deliver whenever the drive can stream that slowly, so it slows down instead of stopping;
@@ -54,7 +57,11 @@ filemark and marks the backup aborted (exit 130); a second Ctrl-C stops writing 
 Exit codes: 0 saved (skipped files are reported), 1 failed, 2 bad input, 130 interrupted.";
 
 #[derive(Debug, Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(
+    after_help = AFTER_HELP,
+    override_usage = "tapedeck backup [OPTIONS] PATH...\n       \
+                      tapedeck backup [OPTIONS] --strategy dd --from FILE..."
+)]
 pub struct BackupArgs {
     /// Files and directories to back up (absolute or relative to the current directory)
     #[arg(required_unless_present = "from", value_name = "PATH")]
@@ -226,17 +233,6 @@ fn percent(text: &str, what: &str) -> Result<f64> {
     Ok(n / 100.0)
 }
 
-/// A size, where a bare number means GiB (pytp's `--memory_buffer 16`).
-fn buffer_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    if let Ok(gib) = t.parse::<f64>() {
-        if gib > 0.0 {
-            return Ok((gib * (1u64 << 30) as f64) as u64);
-        }
-    }
-    parse_size(t).map_err(bad_input)
-}
-
 pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
     let defaults = &config.file.buffer;
     let high = match &args.high_watermark {
@@ -294,7 +290,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         )
     };
     let requested_buffer = match args.memory_buffer.as_deref() {
-        Some(text) => Some(buffer_size(text)?),
+        Some(text) => Some(parse_buffer_size(text).map_err(bad_input)?),
         None => defaults.size,
     };
 

@@ -35,8 +35,9 @@ pub enum PoolCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Days a backup's data is protected from being overwritten
-        #[arg(long, value_name = "DAYS")]
+        /// How long a backup's data is protected from being overwritten: days, or a period
+        /// such as 30d, 5w, 6m (31 days each), 10y (366 days each)
+        #[arg(long, value_name = "PERIOD", value_parser = tapedeck::units::parse_days)]
         retention: i64,
         #[arg(long, default_value = "daily", value_parser = ["daily", "weekly", "monthly", "archive"])]
         kind: String,

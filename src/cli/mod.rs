@@ -205,7 +205,10 @@ pub fn main() -> u8 {
             return 2;
         }
     };
-    let _log = tapedeck::logging::init(&config, cli.verbose, cli.quiet);
+    let log = tapedeck::logging::init(&config, cli.verbose, cli.quiet);
+    if let Some(why) = &log.no_file {
+        errln!("warning: {why}");
+    }
     tracing::debug!(command = ?cli.command, "start");
     match run(cli.command, &config) {
         Ok(()) => 0,

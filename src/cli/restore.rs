@@ -669,6 +669,13 @@ pub fn run(args: RestoreArgs, config: &Config) -> Result<()> {
     if members.is_empty() {
         return Err(bad_input("nothing matches the selection"));
     }
+    if let Some(to) = args.to.as_deref().filter(|to| to.exists() && !to.is_dir()) {
+        return Err(bad_input(format!(
+            "--to {} is not a directory: restore into a directory (one that does not exist \
+             yet is created)",
+            to.display()
+        )));
+    }
     let (mut volumes, plan, interrupt) = plan_reads(&args.reading, config, &cat, members, false)?;
     if args.dry_run {
         return show_plan(&plan, args.json);

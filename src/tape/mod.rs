@@ -173,6 +173,21 @@ pub enum TapeError {
     },
     #[error("{drive}: {detail}")]
     Incompatible { drive: String, detail: String },
+    #[error(
+        "{drive}: cannot open {}: {source}{}",
+        .device.display(),
+        if .source.kind() == std::io::ErrorKind::NotFound {
+            " (check the drive's `device` in the configuration's [[drive]])"
+        } else {
+            ""
+        }
+    )]
+    Open {
+        drive: String,
+        device: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{drive}: {op} failed: {source}")]
     Io {
         drive: String,
@@ -213,6 +228,8 @@ impl TapeError {
             | TapeError::WrongBlockLength { .. }
             | TapeError::ShortBuffer { .. }
             | TapeError::BeyondEndOfData { .. } => true,
+            // A configured device node that does not exist is a configuration mistake.
+            TapeError::Open { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             TapeError::Library(e) => e.is_bad_input(),
             _ => false,
         }

@@ -245,7 +245,13 @@ impl StDrive {
                     holders: holders_of(path),
                 })
             }
-            Err(e) => return Err(io("open", e)),
+            Err(e) => {
+                return Err(TapeError::Open {
+                    drive: name.to_string(),
+                    device: path.to_path_buf(),
+                    source: std::io::Error::from(e),
+                })
+            }
         };
         let mut drive = StDrive {
             name: name.to_string(),
@@ -981,9 +987,12 @@ mod tests {
     }
 
     #[test]
-    fn opening_a_missing_device_is_an_io_error() {
+    fn opening_a_missing_device_names_it_and_is_bad_input() {
         match StDrive::open("t", Path::new("/nonexistent/nst0")) {
-            Err(TapeError::Io { op: "open", .. }) => {}
+            Err(e @ TapeError::Open { .. }) => {
+                assert!(e.to_string().contains("/nonexistent/nst0"), "{e}");
+                assert!(e.is_bad_input(), "{e}");
+            }
             other => panic!("{other:?}"),
         }
     }
