@@ -686,36 +686,51 @@ impl Catalog {
         Ok(())
     }
 
-    /// Backups left `running` by a process that no longer exists on this host: marks
-    /// them failed and returns their uuids.
-    pub fn fail_orphaned_backups(&mut self) -> Result<Vec<String>> {
+    /// Backups left `running` by a process that no longer exists on this host: a backup is
+    /// marked failed; one a rebuild was recording is forgotten, since its record is partial
+    /// and the tape still holds it whole.
+    pub fn fail_orphaned_backups(&mut self) -> Result<Vec<Orphan>> {
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok());
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT id, uuid, pid FROM backups WHERE status = 'running' AND host IS ?1")?;
-        let running: Vec<(i64, String, Option<i64>)> = stmt
-            .query_map([&host], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        let mut stmt = self.conn().prepare(
+            "SELECT id, uuid, pid, origin FROM backups WHERE status = 'running' AND host IS ?1",
+        )?;
+        let running: Vec<(i64, String, Option<i64>, String)> = stmt
+            .query_map([&host], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         drop(stmt);
-        let dead: Vec<(i64, String)> = running
-            .into_iter()
-            .filter(|(_, _, pid)| {
-                pid.is_none_or(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-            })
-            .map(|(id, uuid, _)| (id, uuid))
-            .collect();
-        for (id, _) in &dead {
-            self.finish_backup(
-                *id,
-                BackupStatus::Failed,
-                now(),
-                Some("the process running this backup died"),
-            )?;
+        let mut orphans = Vec::new();
+        for (id, uuid, pid, origin) in running {
+            if pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                continue;
+            }
+            if origin == super::rebuild::ORIGIN_INDEX || origin == super::rebuild::ORIGIN_SCAN {
+                self.forget_backup(id)?;
+                orphans.push(Orphan::Forgotten(uuid));
+            } else {
+                self.finish_backup(
+                    id,
+                    BackupStatus::Failed,
+                    now(),
+                    Some("the process running this backup died"),
+                )?;
+                orphans.push(Orphan::Failed(uuid));
+            }
         }
-        Ok(dead.into_iter().map(|(_, u)| u).collect())
+        Ok(orphans)
     }
+}
+
+/// A backup a dead process left `running`, as [`Catalog::fail_orphaned_backups`] settled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Orphan {
+    /// Marked failed.
+    Failed(String),
+    /// A rebuild's partial record, removed.
+    Forgotten(String),
 }
 
 #[cfg(test)]

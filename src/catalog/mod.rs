@@ -17,7 +17,7 @@ pub mod schema;
 mod volumes;
 
 pub use backups::{
-    BackupStatus, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup, SegmentRecord,
+    BackupStatus, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup, Orphan, SegmentRecord,
 };
 pub use chains::{ChainLink, ChainState, DirPaths};
 pub use check::CheckReport;

@@ -444,11 +444,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
 
 /// The catalogue, with backups left running by dead processes marked failed.
 fn open_catalog(config: &Config) -> Result<tapedeck::catalog::Catalog> {
-    let mut cat = super::catalog::open(config)?;
-    for uuid in cat.fail_orphaned_backups()? {
-        tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
-    }
-    Ok(cat)
+    super::catalog::open(config)
 }
 
 /// What the backup builds on: for --incremental and --since-full, the job's parent

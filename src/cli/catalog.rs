@@ -6,7 +6,9 @@ use super::output::{or_dash, print_json, Table};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-use tapedeck::catalog::{format_time, Catalog, CatalogError, PoolKind, Volume, VolumeStatus};
+use tapedeck::catalog::{
+    format_time, Catalog, CatalogError, Orphan, PoolKind, Volume, VolumeStatus,
+};
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveKind};
 use tapedeck::label::{self, Label, TapeStart, LABEL_FORMAT};
@@ -16,14 +18,37 @@ use tapedeck::vlib::Library;
 
 /// Opens the catalogue for changes.
 pub fn open(config: &Config) -> Result<Catalog> {
-    Ok(Catalog::open(&config.catalog_path())?)
+    let mut cat = Catalog::open(&config.catalog_path())?;
+    reap_orphans(&mut cat)?;
+    Ok(cat)
+}
+
+/// Settles what processes that died left `running`: a backup is marked failed, a backup a
+/// rebuild was recording is forgotten (the next rebuild records it whole). Every command
+/// that opens the catalogue does this first, so none shows or builds on a dead job.
+fn reap_orphans(cat: &mut Catalog) -> Result<()> {
+    for orphan in cat.fail_orphaned_backups()? {
+        match orphan {
+            Orphan::Failed(uuid) => tracing::warn!(
+                "backup {uuid} was left running by a process that died: marked failed"
+            ),
+            Orphan::Forgotten(uuid) => tracing::warn!(
+                "backup {uuid} was being recorded by a rebuild that died: forgotten, \
+                 run the rebuild again to record it"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Opens the catalogue for questions; a read-only file still answers them.
 pub fn open_for_reading(config: &Config) -> Result<Catalog> {
     let path = config.catalog_path();
     match Catalog::open(&path) {
-        Ok(c) => Ok(c),
+        Ok(mut c) => {
+            reap_orphans(&mut c)?;
+            Ok(c)
+        }
         Err(CatalogError::ReadOnly { .. }) => Ok(Catalog::open_read_only(&path)?),
         Err(e) => Err(e.into()),
     }

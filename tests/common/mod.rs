@@ -6,6 +6,7 @@
 
 mod background;
 mod backup;
+pub mod campaign;
 mod catalog;
 mod tape;
 mod tmux;

@@ -1,0 +1,31 @@
+//! The long crash-and-fault campaign (the quick sample runs in `cargo test`, see
+//! tests/fault_campaign.rs). Needs the injection hook in the binary:
+//!
+//!   cargo bench --bench faults --features fault-injection -- [ITERATIONS] [SEED]
+//!
+//! Prints each iteration's operation, fault and recovery time, then the figures: fault
+//! points covered by kind, iterations, invariant violations and the longest recovery.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let iterations = args.next().and_then(|a| a.parse().ok()).unwrap_or(210);
+    let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let started = std::time::Instant::now();
+    let figures = common::campaign::run(iterations, seed, |o| {
+        println!(
+            "{:<14} {:<40} {} violations, recovered in {:.2} s",
+            format!("{:?}", o.operation),
+            format!("{:?}", o.fault),
+            o.violations.len(),
+            o.recovery.as_secs_f64()
+        );
+    });
+    println!("{}", figures.report());
+    println!("seed {seed}, {:.0} s", started.elapsed().as_secs_f64());
+    if !figures.violations.is_empty() {
+        std::process::exit(1);
+    }
+}
