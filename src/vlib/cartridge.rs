@@ -314,7 +314,10 @@ impl Cartridge {
             self.append = Some((file, f));
         }
         let (_, f) = self.append.as_mut().expect("append handle opened above");
-        f.write_all(data)
+        let (head, tail) = data.split_at(data.len() / 2);
+        f.write_all(head)
+            .and_then(|_| crate::fault::hit(crate::fault::Point::VtapeWrite))
+            .and_then(|_| f.write_all(tail))
             .map_err(|e| VlibError::io(&Self::tape_file_path(&self.dir, file), e))?;
         self.file_blocks[file as usize] += 1;
         Ok(())

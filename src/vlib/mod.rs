@@ -89,7 +89,10 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Vli
     text.push('\n');
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).map_err(|e| VlibError::io(&tmp, e))?;
-    f.write_all(text.as_bytes())
+    let (head, tail) = text.as_bytes().split_at(text.len() / 2);
+    f.write_all(head)
+        .and_then(|_| crate::fault::hit(crate::fault::Point::VtapeMeta))
+        .and_then(|_| f.write_all(tail))
         .and_then(|_| f.sync_data())
         .map_err(|e| VlibError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| VlibError::io(path, e))
