@@ -200,6 +200,9 @@ struct Part {
     /// The member cut at the start of this volume: its stream start, and the bytes of its
     /// data the earlier volumes hold.
     split: Option<(u64, u64)>,
+    /// What the backup wrote on this volume is counted in its usage: done once, when the
+    /// backup leaves the volume (for the next, or at its end), never twice.
+    usage_counted: bool,
 }
 
 impl Part {
@@ -682,6 +685,7 @@ pub fn run(
                 stream_from: 0,
                 prefix_len: 0,
                 split: None,
+                usage_counted: false,
             })
             .collect(),
         block_size: block_size as u64,
@@ -962,18 +966,22 @@ pub fn run(
                 "volumes": parts.len(),
             }),
         )?;
-        c.record_volume_written(
-            last.volume_id,
-            (bytes_on_volume + index_bytes) as i64,
-            tape_files_now as i64,
-        )?;
+        if !last.usage_counted {
+            c.record_volume_written(
+                last.volume_id,
+                (bytes_on_volume + index_bytes) as i64,
+                tape_files_now as i64,
+            )?;
+        }
         c.finish_backup(id, status, catalog::now(), error.as_deref())?;
         if matches!(writer_end, WriterEnd::EndOfTape) {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
-        // Only the drive's own failure puts the volume in error (not a tape change that
-        // could not be made).
-        if matches!(writer_end, WriterEnd::Failed(_)) && tape_error.is_some() {
+        // Only a failure of the drive or the medium puts the volume in error (not a tape
+        // change that could not be made, nor a full disk under a virtual cartridge).
+        if matches!(writer_end, WriterEnd::Failed(_))
+            && tape_error.as_ref().is_some_and(|e| e.is_medium_failure())
+        {
             c.set_volume_status(&last.label, VolumeStatus::Error, error.as_deref())?;
         }
     }
@@ -1073,6 +1081,9 @@ fn change_volume(
         left.tape_file as i64 + 1,
     );
     recorded.map_err(|e| e.to_string())?;
+    if let Some(part) = recorder.parts.last_mut() {
+        part.usage_counted = true;
+    }
     let why = match &change.reason {
         ChangeReason::Full => {
             cat.set_volume_status(&left.label, VolumeStatus::Full, None)
@@ -1161,6 +1172,7 @@ fn change_volume(
             stream_from: span.start,
             prefix_len: 0,
             split: None,
+            usage_counted: false,
         },
         None => Part {
             volume_id: next.volume.id,
@@ -1170,6 +1182,7 @@ fn change_volume(
             stream_from: change.cut + c.skip,
             prefix_len: c.prefix.len() as u64,
             split: c.split,
+            usage_counted: false,
         },
     });
     Ok(NextTape {

@@ -36,6 +36,13 @@ pub enum VlibError {
         #[source]
         source: std::io::Error,
     },
+    /// A block write to a virtual cartridge failed; nothing of the block stays on it.
+    #[error("{}: block not written: {source}", path.display())]
+    BlockWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: damaged, not touched: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("no virtual library at {} (create one with `tapedeck vlib init --dir {}`)", .0.display(), .0.display())]
