@@ -270,3 +270,54 @@ fn a_backup_that_fails_for_lack_of_a_next_tape_counts_its_volume_once() {
     );
     home.run(&["catalog", "check"]).success();
 }
+
+#[test]
+fn a_backup_that_cannot_commit_to_the_catalogue_is_never_left_running() {
+    let home = Home::with_fast_vlib();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = source(&home, "src", 3, 100_000, 1);
+    let (done, _) = backup_with_fault(&home, &src, "", 0);
+    assert_eq!(done["status"], "complete", "{done}");
+    let census = home.path().join("census");
+    fs::create_dir(&census).unwrap();
+    let out = home
+        .cmd()
+        .env("TAPEDECK_FAULT_TALLY", &census)
+        .args([
+            "backup",
+            "--drive",
+            "lto9",
+            "--block-size",
+            "64KiB",
+            "--json",
+        ])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let commits = tally(&census)["catalog-write"];
+    // Every commit of a backup fails in turn (the first ones may come before the backup
+    // row exists); whatever fails, no backup is left running, for any reader.
+    for n in 1..=commits {
+        for action in ["eio", "kill"] {
+            let fault = format!("{action}:catalog-write:{n}");
+            let out = home
+                .cmd()
+                .env("TAPEDECK_FAULT", &fault)
+                .args([
+                    "backup",
+                    "--drive",
+                    "lto9",
+                    "--block-size",
+                    "64KiB",
+                    "--json",
+                ])
+                .arg(&src)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{fault}");
+            let status = home.json(&["status", "--json"]).to_string();
+            assert!(!status.contains("\"running\""), "{fault}: {status}");
+        }
+    }
+}

@@ -942,38 +942,49 @@ pub fn run(
         drive_kept = Some(drive);
     }
     if let (Some(c), Some(id), Some(last)) = (cat, backup_id, &last_part) {
-        if let Some(e) = &tape_error {
-            c.record_tape_error(&TapeErrorRecord {
-                volume_id: Some(last.volume_id),
-                backup_id: Some(id),
-                drive: &drive_name,
-                kind: "write",
-                position: None,
-                detail: &e.to_string(),
-            })?;
-        }
-        c.record_drive_stats(
-            &drive_name,
-            Some(last.volume_id),
-            Some(id),
-            "after",
-            &serde_json::json!({
-                "bytes_written": tape_bytes + index_bytes,
-                "writer_stops": stops,
-                "repositions": repositions,
-                "streaming_secs": streaming_secs,
-                "min_streaming_rate": min_streaming_rate,
-                "volumes": parts.len(),
-            }),
-        )?;
-        if !last.usage_counted {
-            c.record_volume_written(
-                last.volume_id,
-                (bytes_on_volume + index_bytes) as i64,
-                tape_files_now as i64,
+        // What the backup did is recorded first; whatever of that fails, the backup is
+        // still marked finished (failed, with the reason), never left `running`.
+        let recorded = (|| -> Result<(), catalog::CatalogError> {
+            if let Some(e) = &tape_error {
+                c.record_tape_error(&TapeErrorRecord {
+                    volume_id: Some(last.volume_id),
+                    backup_id: Some(id),
+                    drive: &drive_name,
+                    kind: "write",
+                    position: None,
+                    detail: &e.to_string(),
+                })?;
+            }
+            c.record_drive_stats(
+                &drive_name,
+                Some(last.volume_id),
+                Some(id),
+                "after",
+                &serde_json::json!({
+                    "bytes_written": tape_bytes + index_bytes,
+                    "writer_stops": stops,
+                    "repositions": repositions,
+                    "streaming_secs": streaming_secs,
+                    "min_streaming_rate": min_streaming_rate,
+                    "volumes": parts.len(),
+                }),
             )?;
+            if !last.usage_counted {
+                c.record_volume_written(
+                    last.volume_id,
+                    (bytes_on_volume + index_bytes) as i64,
+                    tape_files_now as i64,
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &recorded {
+            status = BackupStatus::Failed;
+            error.get_or_insert_with(|| format!("recording the backup in the catalogue: {e}"));
         }
-        c.finish_backup(id, status, catalog::now(), error.as_deref())?;
+        let finished = c.finish_backup(id, status, catalog::now(), error.as_deref());
+        recorded?;
+        finished?;
         if matches!(writer_end, WriterEnd::EndOfTape) {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }

@@ -449,9 +449,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
 /// The catalogue, with backups left running by dead processes marked failed.
 fn open_catalog(config: &Config) -> Result<tapedeck::catalog::Catalog> {
     let mut cat = super::catalog::open(config)?;
-    for uuid in cat.fail_orphaned_backups()? {
-        tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
-    }
+    super::catalog::reap_orphaned_backups(&mut cat)?;
     Ok(cat)
 }
 

@@ -19,14 +19,29 @@ pub fn open(config: &Config) -> Result<Catalog> {
     Ok(Catalog::open(&config.catalog_path())?)
 }
 
-/// Opens the catalogue for questions; a read-only file still answers them.
+/// Opens the catalogue for questions; a read-only file still answers them. Backups left
+/// `running` by a process that died are marked failed first where the catalogue can be
+/// written, so no answer shows a dead backup as running.
 pub fn open_for_reading(config: &Config) -> Result<Catalog> {
     let path = config.catalog_path();
     match Catalog::open(&path) {
-        Ok(c) => Ok(c),
+        Ok(mut c) => {
+            if let Err(e) = reap_orphaned_backups(&mut c) {
+                tracing::debug!("backups left running were not looked at: {e}");
+            }
+            Ok(c)
+        }
         Err(CatalogError::ReadOnly { .. }) => Ok(Catalog::open_read_only(&path)?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks failed the backups left `running` by processes that died, each with a warning.
+pub fn reap_orphaned_backups(cat: &mut Catalog) -> Result<(), CatalogError> {
+    for uuid in cat.fail_orphaned_backups()? {
+        tracing::warn!("backup {uuid} was left running by a process that died: marked failed");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
