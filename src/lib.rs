@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod conformance;
 pub mod drives;
+pub mod fault;
 pub mod index_read;
 pub mod label;
 pub mod logging;

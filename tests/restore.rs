@@ -847,7 +847,8 @@ fn bad_input_is_refused_with_a_clear_message() {
         o["detail"].as_str().unwrap().contains("not a tar header"),
         "{o}"
     );
-    // A truncated tape file: what is not there is missing.
+    // A truncated tape file keeps its recorded length on tape: what is gone reads as a
+    // medium error, so its members are damaged.
     fs::write(&data, b"").unwrap();
     let (report, _) = restore(
         &home,
@@ -855,7 +856,8 @@ fn bad_input_is_refused_with_a_clear_message() {
         1,
     );
     let o = outcome(&report, &file);
-    assert_eq!(o["status"], "missing", "{o}");
+    assert_eq!(o["status"], "damaged", "{o}");
+    assert!(o["detail"].as_str().unwrap().contains("cut short"), "{o}");
 }
 
 #[test]

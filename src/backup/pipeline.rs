@@ -200,6 +200,9 @@ struct Part {
     /// The member cut at the start of this volume: its stream start, and the bytes of its
     /// data the earlier volumes hold.
     split: Option<(u64, u64)>,
+    /// What the backup wrote on this volume is counted in its usage: done once, when the
+    /// backup leaves the volume (for the next, or at its end), never twice.
+    usage_counted: bool,
 }
 
 impl Part {
@@ -682,6 +685,7 @@ pub fn run(
                 stream_from: 0,
                 prefix_len: 0,
                 split: None,
+                usage_counted: false,
             })
             .collect(),
         block_size: block_size as u64,
@@ -938,42 +942,57 @@ pub fn run(
         drive_kept = Some(drive);
     }
     if let (Some(c), Some(id), Some(last)) = (cat, backup_id, &last_part) {
-        if let Some(e) = &tape_error {
-            c.record_tape_error(&TapeErrorRecord {
-                volume_id: Some(last.volume_id),
-                backup_id: Some(id),
-                drive: &drive_name,
-                kind: "write",
-                position: None,
-                detail: &e.to_string(),
-            })?;
+        // What the backup did is recorded first; whatever of that fails, the backup is
+        // still marked finished (failed, with the reason), never left `running`.
+        let recorded = (|| -> Result<(), catalog::CatalogError> {
+            if let Some(e) = &tape_error {
+                c.record_tape_error(&TapeErrorRecord {
+                    volume_id: Some(last.volume_id),
+                    backup_id: Some(id),
+                    drive: &drive_name,
+                    kind: "write",
+                    position: None,
+                    detail: &e.to_string(),
+                })?;
+            }
+            c.record_drive_stats(
+                &drive_name,
+                Some(last.volume_id),
+                Some(id),
+                "after",
+                &serde_json::json!({
+                    "bytes_written": tape_bytes + index_bytes,
+                    "writer_stops": stops,
+                    "repositions": repositions,
+                    "streaming_secs": streaming_secs,
+                    "min_streaming_rate": min_streaming_rate,
+                    "volumes": parts.len(),
+                }),
+            )?;
+            if !last.usage_counted {
+                c.record_volume_written(
+                    last.volume_id,
+                    (bytes_on_volume + index_bytes) as i64,
+                    tape_files_now as i64,
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &recorded {
+            status = BackupStatus::Failed;
+            error.get_or_insert_with(|| format!("recording the backup in the catalogue: {e}"));
         }
-        c.record_drive_stats(
-            &drive_name,
-            Some(last.volume_id),
-            Some(id),
-            "after",
-            &serde_json::json!({
-                "bytes_written": tape_bytes + index_bytes,
-                "writer_stops": stops,
-                "repositions": repositions,
-                "streaming_secs": streaming_secs,
-                "min_streaming_rate": min_streaming_rate,
-                "volumes": parts.len(),
-            }),
-        )?;
-        c.record_volume_written(
-            last.volume_id,
-            (bytes_on_volume + index_bytes) as i64,
-            tape_files_now as i64,
-        )?;
-        c.finish_backup(id, status, catalog::now(), error.as_deref())?;
+        let finished = c.finish_backup(id, status, catalog::now(), error.as_deref());
+        recorded?;
+        finished?;
         if matches!(writer_end, WriterEnd::EndOfTape) {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
-        // Only the drive's own failure puts the volume in error (not a tape change that
-        // could not be made).
-        if matches!(writer_end, WriterEnd::Failed(_)) && tape_error.is_some() {
+        // Only a failure of the drive or the medium puts the volume in error (not a tape
+        // change that could not be made, nor a full disk under a virtual cartridge).
+        if matches!(writer_end, WriterEnd::Failed(_))
+            && tape_error.as_ref().is_some_and(|e| e.is_medium_failure())
+        {
             c.set_volume_status(&last.label, VolumeStatus::Error, error.as_deref())?;
         }
     }
@@ -1073,6 +1092,9 @@ fn change_volume(
         left.tape_file as i64 + 1,
     );
     recorded.map_err(|e| e.to_string())?;
+    if let Some(part) = recorder.parts.last_mut() {
+        part.usage_counted = true;
+    }
     let why = match &change.reason {
         ChangeReason::Full => {
             cat.set_volume_status(&left.label, VolumeStatus::Full, None)
@@ -1161,6 +1183,7 @@ fn change_volume(
             stream_from: span.start,
             prefix_len: 0,
             split: None,
+            usage_counted: false,
         },
         None => Part {
             volume_id: next.volume.id,
@@ -1170,6 +1193,7 @@ fn change_volume(
             stream_from: change.cut + c.skip,
             prefix_len: c.prefix.len() as u64,
             split: c.split,
+            usage_counted: false,
         },
     });
     Ok(NextTape {

@@ -167,6 +167,19 @@ fn classify(path: &Path, e: CatalogError) -> CatalogError {
     }
 }
 
+/// The fault planned for this commit, if any (see [`crate::fault`]), as the SQLite error a
+/// full or failing disk gives: the transaction is rolled back by its drop.
+fn injected_fault() -> rusqlite::Result<()> {
+    crate::fault::hit(crate::fault::Point::CatalogWrite).map_err(|e| {
+        let code = if e.raw_os_error() == Some(libc::ENOSPC) {
+            rusqlite::ffi::SQLITE_FULL
+        } else {
+            rusqlite::ffi::SQLITE_IOERR_WRITE
+        };
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(e.to_string()))
+    })
+}
+
 /// An open catalogue.
 pub struct Catalog {
     conn: Connection,
@@ -334,6 +347,7 @@ impl Catalog {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
+            injected_fault()?;
             tx.commit()?;
             Ok(value)
         })();

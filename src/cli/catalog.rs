@@ -41,12 +41,17 @@ fn reap_orphans(cat: &mut Catalog) -> Result<()> {
     Ok(())
 }
 
-/// Opens the catalogue for questions; a read-only file still answers them.
+/// Opens the catalogue for questions; a read-only file still answers them. Backups left
+/// `running` by a process that died are marked failed first where the catalogue can be
+/// written, so no answer shows a dead backup as running.
 pub fn open_for_reading(config: &Config) -> Result<Catalog> {
     let path = config.catalog_path();
     match Catalog::open(&path) {
         Ok(mut c) => {
-            reap_orphans(&mut c)?;
+            // A catalogue that cannot be written (a full disk) still answers.
+            if let Err(e) = reap_orphans(&mut c) {
+                tracing::debug!("backups left running were not looked at: {e}");
+            }
             Ok(c)
         }
         Err(CatalogError::ReadOnly { .. }) => Ok(Catalog::open_read_only(&path)?),

@@ -53,6 +53,11 @@ pub struct CartridgeMeta {
     pub block_size: u32,
     /// Filemarks on the tape (tape files `0..=filemarks` exist).
     pub filemarks: u64,
+    /// Blocks in each closed tape file (`0..filemarks`), so that a tape file cut short on
+    /// disk keeps its length on tape: its lost blocks read as medium errors and the tape
+    /// files after it keep their object numbers. Absent in cartridges written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<u64>,
     #[serde(default)]
     pub write_protected: bool,
     #[serde(default)]
@@ -78,6 +83,7 @@ impl CartridgeMeta {
             early_warning_gap: default_early_warning_gap(capacity),
             block_size: 0,
             filemarks: 0,
+            blocks: Vec::new(),
             write_protected: false,
             faults: Faults::default(),
             counters: CartridgeCounters::default(),
@@ -123,6 +129,9 @@ pub struct Cartridge {
     pub meta: CartridgeMeta,
     /// Blocks in each tape file, `filemarks + 1` entries.
     pub file_blocks: Vec<u64>,
+    /// Blocks of each tape file that are not (whole) on disk: the file was cut short by a
+    /// crash, a full disk or damage. Reading them is a medium error.
+    lost: Vec<std::ops::Range<u64>>,
     /// Open handle on the last tape file while appending.
     append: Option<(u64, File)>,
     /// Open handle on the tape file being read, so a read is one `pread`.
@@ -169,10 +178,15 @@ impl Cartridge {
         write_json_atomic(&Self::meta_path(dir), meta)
     }
 
-    /// Opens a cartridge: reads its metadata and checks the tape files against it.
+    /// Opens a cartridge: reads its metadata and measures the tape files against it. A
+    /// tape file cut short (not a whole number of blocks, or fewer blocks than
+    /// `cartridge.json` records) keeps its recorded length; what is missing reads as a
+    /// medium error, so the cut costs only that tape file's blocks.
     pub fn open(dir: &Path) -> Result<Cartridge, VlibError> {
         let meta = Self::read_meta(dir)?;
+        let recorded = (meta.blocks.len() as u64 == meta.filemarks).then_some(&meta.blocks);
         let mut file_blocks = Vec::with_capacity(meta.filemarks as usize + 1);
+        let mut lost = Vec::with_capacity(meta.filemarks as usize + 1);
         for index in 0..=meta.filemarks {
             let path = Self::tape_file_path(dir, index);
             let len = match fs::metadata(&path) {
@@ -189,22 +203,31 @@ impl Cartridge {
                 }
                 Err(e) => return Err(VlibError::io(&path, e)),
             };
-            if len > 0 && (meta.block_size == 0 || len % meta.block_size as u64 != 0) {
+            if len > 0 && meta.block_size == 0 {
                 return Err(VlibError::Corrupt {
                     path,
-                    detail: format!(
-                        "{len} bytes is not a whole number of {}-byte blocks",
-                        meta.block_size
-                    ),
+                    detail: format!("{len} bytes of data but no block size recorded"),
                 });
             }
-            file_blocks.push(if len == 0 {
-                0
-            } else {
-                len / meta.block_size as u64
-            });
+            let whole = len.checked_div(meta.block_size as u64).unwrap_or(0);
+            let cut = whole + u64::from(len % meta.block_size.max(1) as u64 != 0);
+            let blocks = recorded
+                .and_then(|r| r.get(index as usize))
+                .map_or(cut, |&r| r.max(cut));
+            if blocks > whole {
+                tracing::warn!(
+                    "{}: {len} bytes holds {whole} whole {}-byte blocks of {blocks}; blocks \
+                     {whole} to {} of this tape file read as medium errors",
+                    path.display(),
+                    meta.block_size,
+                    blocks - 1
+                );
+            }
+            file_blocks.push(blocks);
+            lost.push(whole..blocks);
         }
         Ok(Cartridge {
+            lost,
             faults_seen: modified(&Self::meta_path(dir)),
             dir: dir.to_path_buf(),
             meta,
@@ -215,6 +238,7 @@ impl Cartridge {
     }
 
     pub fn save_meta(&mut self) -> Result<(), VlibError> {
+        self.meta.blocks = self.file_blocks[..self.meta.filemarks as usize].to_vec();
         let path = Self::meta_path(&self.dir);
         write_json_atomic(&path, &self.meta)?;
         self.faults_seen = modified(&path);
@@ -277,6 +301,9 @@ impl Cartridge {
         self.meta.filemarks = file;
         self.file_blocks.truncate(file as usize + 1);
         self.file_blocks[file as usize] = block;
+        self.lost.truncate(file as usize + 1);
+        let cut = &mut self.lost[file as usize];
+        *cut = cut.start.min(block)..cut.end.min(block);
         if file == 0 && block == 0 {
             self.meta.block_size = 0;
         }
@@ -301,7 +328,16 @@ impl Cartridge {
         Ok(())
     }
 
+    /// Whether block `block` of tape file `file` is lost (the file was cut short on disk).
+    pub fn is_lost(&self, file: u64, block: u64) -> bool {
+        self.lost
+            .get(file as usize)
+            .is_some_and(|cut| cut.contains(&block))
+    }
+
     /// Appends one block to the last tape file (the caller has truncated to end of data).
+    /// The block goes on whole or not at all, as on a drive: a write that fails part-way
+    /// (a full or failing disk) is cut back to the last whole block.
     pub fn append_block(&mut self, data: &[u8]) -> Result<(), VlibError> {
         let file = self.meta.filemarks;
         if self.append.as_ref().map(|(i, _)| *i) != Some(file) {
@@ -314,8 +350,27 @@ impl Cartridge {
             self.append = Some((file, f));
         }
         let (_, f) = self.append.as_mut().expect("append handle opened above");
-        f.write_all(data)
-            .map_err(|e| VlibError::io(&Self::tape_file_path(&self.dir, file), e))?;
+        let (head, tail) = data.split_at(data.len() / 2);
+        let written = f
+            .write_all(head)
+            .and_then(|_| crate::fault::hit(crate::fault::Point::VtapeWrite))
+            .and_then(|_| f.write_all(tail));
+        let path = Self::tape_file_path(&self.dir, file);
+        if let Err(e) = written {
+            let whole = self.file_blocks[file as usize] * self.meta.block_size as u64;
+            self.append = None;
+            let cut_back = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(whole));
+            if let Err(cut) = cut_back {
+                tracing::error!(
+                    "{}: cannot cut a failed block write back to {whole} bytes: {cut}",
+                    path.display()
+                );
+            }
+            return Err(VlibError::BlockWrite { path, source: e });
+        }
         self.file_blocks[file as usize] += 1;
         Ok(())
     }
@@ -330,6 +385,7 @@ impl Cartridge {
         }
         self.meta.filemarks += 1;
         self.file_blocks.push(0);
+        self.lost.push(0..0);
         self.meta.writing = false;
         self.save_meta()
     }
@@ -346,6 +402,26 @@ impl Cartridge {
     /// Closes a tape file whose writer died without a filemark, as `st` does when the
     /// dead process's device is closed. Returns whether a filemark was written.
     pub fn close_abandoned_file(&mut self) -> Result<bool, VlibError> {
+        // A part of a block at end of data is a block write that never finished: a drive
+        // never records one.
+        let last = self.meta.filemarks;
+        let whole = self.lost[last as usize].start;
+        if whole < self.file_blocks[last as usize] {
+            tracing::warn!(
+                "{}: tape file {last} ends in part of a block; cut back to its {whole} whole \
+                 blocks",
+                self.meta.barcode
+            );
+            let path = Self::tape_file_path(&self.dir, last);
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| VlibError::io(&path, e))?;
+            f.set_len(whole * self.meta.block_size as u64)
+                .map_err(|e| VlibError::io(&path, e))?;
+            self.file_blocks[last as usize] = whole;
+            self.lost[last as usize] = whole..whole;
+        }
         if !self.meta.writing {
             return Ok(false);
         }

@@ -384,7 +384,22 @@ impl TapeDrive for VirtualDrive {
             });
         }
         cart.start_writing()?;
-        cart.append_block(block)?;
+        match cart.append_block(block) {
+            Ok(()) => {}
+            // A disk that fails under the cartridge is a write error of the drive, as a
+            // drive reports one; a full disk is the host's, not the medium's.
+            Err(VlibError::BlockWrite { path, source })
+                if source.kind() != std::io::ErrorKind::StorageFull =>
+            {
+                cart.meta.counters.write_errors += 1;
+                return Err(TapeError::WriteFailed {
+                    drive: name,
+                    position: object,
+                    detail: format!("{}: {source}", path.display()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         cart.meta.counters.bytes_written += len as u64;
         let past_warning = cart.used_bytes() > cart.meta.early_warning_at();
         self.pos.1 += 1;
@@ -477,6 +492,18 @@ impl TapeDrive for VirtualDrive {
             });
         }
         let object = self.object();
+        if self.cart().is_lost(file, block) {
+            self.cart_mut().meta.counters.read_errors += 1;
+            return Err(TapeError::Medium {
+                drive: self.name.clone(),
+                position: object,
+                detail: format!(
+                    "block {block} of tape file {file} is not whole on cartridge {} (the tape \
+                     file was cut short)",
+                    self.cart().meta.barcode
+                ),
+            });
+        }
         if self.cart().meta.faults.read_error_at == Some(object) {
             // As a drive does: the tape stays at the block it could not read.
             self.cart_mut().meta.counters.read_errors += 1;

@@ -36,6 +36,13 @@ pub enum VlibError {
         #[source]
         source: std::io::Error,
     },
+    /// A block write to a virtual cartridge failed; nothing of the block stays on it.
+    #[error("{}: block not written: {source}", path.display())]
+    BlockWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: damaged, not touched: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("no virtual library at {} (create one with `tapedeck vlib init --dir {}`)", .0.display(), .0.display())]
@@ -89,7 +96,10 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Vli
     text.push('\n');
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).map_err(|e| VlibError::io(&tmp, e))?;
-    f.write_all(text.as_bytes())
+    let (head, tail) = text.as_bytes().split_at(text.len() / 2);
+    f.write_all(head)
+        .and_then(|_| crate::fault::hit(crate::fault::Point::VtapeMeta))
+        .and_then(|_| f.write_all(tail))
         .and_then(|_| f.sync_data())
         .map_err(|e| VlibError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| VlibError::io(path, e))

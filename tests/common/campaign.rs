@@ -341,20 +341,25 @@ fn run_with_fault(home: &Home, args: &[String], fault: &Fault, tally: Option<&Pa
     }
 }
 
-/// Sums a tally directory: each process appended `POINT COUNT` lines.
+/// How often the operation's main process reached each point: each process appends
+/// `POINT N` to a file of its own each time it reaches POINT for the N-th time; the file
+/// with the most hits is the operation's (others are helpers such as `tar`'s none).
 fn read_tally(dir: &Path) -> BTreeMap<String, u64> {
-    let mut hits = BTreeMap::new();
+    let mut most = BTreeMap::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let mut hits: BTreeMap<String, u64> = BTreeMap::new();
         for line in fs::read_to_string(entry.path()).unwrap_or_default().lines() {
             let mut words = line.split_whitespace();
-            if let (Some(point), Some(n)) = (words.next(), words.next()) {
-                if let Ok(n) = n.parse::<u64>() {
-                    *hits.entry(point.to_string()).or_insert(0) += n;
-                }
+            if let (Some(point), Some(Ok(n))) = (words.next(), words.next().map(str::parse)) {
+                let seen = hits.entry(point.to_string()).or_insert(0);
+                *seen = (*seen).max(n);
             }
         }
+        if hits.values().sum::<u64>() > most.values().sum::<u64>() {
+            most = hits;
+        }
     }
-    hits
+    most
 }
 
 /// Runs each operation once without a fault, counting its hook points and timing it.
