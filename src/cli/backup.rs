@@ -585,7 +585,7 @@ fn allocate_volume(
                 Fit::Recycle => {
                     let label = c.label.clone().unwrap_or_else(|| c.barcode.clone());
                     let v = cat.volume(&label)?;
-                    cat.check_overwritable(&v, false)?;
+                    cat.check_overwrite(&v, tapedeck::catalog::Overwrite::Recycle)?;
                     let cartridge = super::catalog::virtual_cartridge(&spec.kind, &spec.name)?;
                     let block = v.block_size.map_or(block, |b| b as u32);
                     super::catalog::write_new_label(
