@@ -1,0 +1,86 @@
+//! The library picks tapes the drive can take, by the LTO rules: allocation and the next
+//! volume of a backup, restore and verify; and it says where the tapes are.
+
+mod common;
+use common::*;
+
+/// The default library: lto9 (LTO-9) and lto6 (LTO-6), slots 1-4 LTO-9, 5-8 LTO-6.
+fn library_with_archive_pool() -> Home {
+    let home = Home::with_fast_vlib();
+    home.run(&[
+        "pool",
+        "create",
+        "--name",
+        "archive",
+        "--retention",
+        "30",
+        "--kind",
+        "archive",
+    ])
+    .success();
+    home
+}
+
+fn backup_on(home: &Home, drive: &str, src: &std::path::Path) -> (serde_json::Value, String) {
+    backup_json(
+        home,
+        &[
+            "--drive",
+            drive,
+            "--pool",
+            "archive",
+            "--memory-buffer",
+            "16MiB",
+        ],
+        &[src],
+        0,
+    )
+}
+
+#[test]
+fn allocation_picks_a_cartridge_the_drive_can_write() {
+    let home = library_with_archive_pool();
+    let src = many_files(home.path(), 3, 1000);
+    let (summary, stderr) = backup_on(&home, "lto6", &src);
+    let volume = summary["volume"].as_str().unwrap();
+    assert!(volume.ends_with("L6"), "{volume}: {stderr}");
+    assert!(!stderr.contains("cannot be loaded"), "{stderr}");
+}
+
+#[test]
+fn tape_load_says_what_the_drive_holds() {
+    let home = Home::with_fast_vlib();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let out = home.stdout(&["tape", "load", "--drive", "lto9"]);
+    assert!(out.contains("lto9 already holds TD0001L9"), "{out}");
+}
+
+#[test]
+fn waiting_for_a_tape_is_logged_once_and_lists_only_what_the_drive_can_write() {
+    let home = library_with_archive_pool();
+    let src = many_files(home.path(), 3, 1000);
+    // lto9 holds an LTO-9 tape of no use to lto6; lto6 is empty.
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let out = home
+        .cmd()
+        .args([
+            "backup",
+            "--drive",
+            "lto6",
+            "--change-timeout",
+            "5",
+            "--memory-buffer",
+            "16MiB",
+        ])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("needs a tape").count(), 1, "{stderr}");
+    assert!(stderr.contains("TD0005L6 (slot 5)"), "{stderr}");
+    assert!(
+        !stderr.contains("TD0001L9"),
+        "an LTO-9 tape is no candidate: {stderr}"
+    );
+}
