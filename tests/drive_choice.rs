@@ -84,3 +84,20 @@ fn waiting_for_a_tape_is_logged_once_and_lists_only_what_the_drive_can_write() {
         "an LTO-9 tape is no candidate: {stderr}"
     );
 }
+
+#[test]
+fn volume_locations_follow_the_changer() {
+    let home = Home::with_fast_vlib();
+    labelled(&home);
+    let v = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(v["location"], "drive lto9", "{v}");
+    // The changer puts it back into its slot.
+    home.run(&["unload", "--drive", "lto9"]).success();
+    let v = home.json(&["volume", "show", "--tape", "TD0001L9", "--json"]);
+    assert_eq!(v["location"], "slot 1", "{v}");
+    let list = home.stdout(&["volume", "list"]);
+    assert!(
+        list.contains("slot 1") && !list.contains("drive lto9"),
+        "{list}"
+    );
+}

@@ -204,11 +204,31 @@ fn volume_table(volumes: &[Volume]) -> Table {
     t
 }
 
+/// Sets each volume's location from the virtual library's inventory, the one source of
+/// truth every move of its changer updates; the catalogue's note of where a tape was
+/// labelled or last read only stands for tapes outside the library.
+fn place_in_library(config: &Config, volumes: &mut [Volume]) {
+    if !config.vlib_enabled() {
+        return;
+    }
+    let Ok(file) = drives::virtual_library(config).and_then(|l| l.read()) else {
+        return;
+    };
+    for v in volumes {
+        let barcode = v.barcode.clone().unwrap_or_else(|| v.label.clone());
+        v.location = Some(match file.find(&barcode) {
+            Some(e) => file.describe(e),
+            None => "outside the library".to_string(),
+        });
+    }
+}
+
 pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
     match cmd {
         VolumeCommand::List { pool, json } => {
             let cat = open_for_reading(config)?;
-            let volumes = cat.volumes(pool.as_deref())?;
+            let mut volumes = cat.volumes(pool.as_deref())?;
+            place_in_library(config, &mut volumes);
             if json {
                 return print_json(&volumes);
             }
@@ -216,7 +236,8 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
         }
         VolumeCommand::Show { tape, json } => {
             let cat = open_for_reading(config)?;
-            let v = cat.volume(&tape)?;
+            let mut v = cat.volume(&tape)?;
+            place_in_library(config, std::slice::from_mut(&mut v));
             if json {
                 return print_json(&v);
             }
