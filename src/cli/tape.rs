@@ -138,7 +138,7 @@ pub fn run(args: TapeArgs, config: &Config) -> Result<()> {
             count,
             immediate,
             force,
-        } => cut(&spec, d, config, force, "writing filemarks", |d| {
+        } => cut(&spec, d, config, force, Cut::Filemarks, |d| {
             Ok(d.write_filemarks(count, immediate)?)
         })?,
         TapeOp::Setblk { size } => {
@@ -148,7 +148,7 @@ pub fn run(args: TapeArgs, config: &Config) -> Result<()> {
             d.set_block_size(bytes)?;
         }
         TapeOp::Unload => d.unload()?,
-        TapeOp::Erase { force } => cut(&spec, d, config, force, "erasing", |d| Ok(d.erase()?))?,
+        TapeOp::Erase { force } => cut(&spec, d, config, force, Cut::Erase, |d| Ok(d.erase()?))?,
         TapeOp::Load { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -297,17 +297,31 @@ pub(super) fn permit_overwrite(
     }
 }
 
-/// Runs `write` (filemarks, erase) at the current position, which cuts the tape there:
-/// refused while recorded data lies after it unless forced, and for a catalogued volume
-/// as the catalogue decides. The backups cut off are recorded as gone, and named.
+/// A write that cuts the tape where it starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// `weof`: as `mt`, only the catalogue's protection stops it.
+    Filemarks,
+    /// `erase`: never over recorded data without --force.
+    Erase,
+}
+
+/// Runs `write` (filemarks, erase) at the current position, which cuts the tape there.
+/// Before end of data on a catalogued volume the catalogue decides
+/// ([`Catalog::check_overwrite`]), and the backups cut off are recorded as gone, and
+/// named; an erase over recorded data also needs --force.
 fn cut(
     spec: &DriveSpec,
     d: &mut dyn TapeDrive,
     config: &Config,
     force: bool,
-    what: &str,
+    kind: Cut,
     write: impl FnOnce(&mut dyn TapeDrive) -> Result<()>,
 ) -> Result<()> {
+    let what = match kind {
+        Cut::Filemarks => "writing filemarks",
+        Cut::Erase => "erasing",
+    };
     let here = d.position()?;
     let tape_file = d.status()?.file_number.map_or(0, |f| f as i64);
     d.space_to_eod()?;
@@ -323,7 +337,7 @@ fn cut(
     if let Some(v) = &volume {
         permit_overwrite(&cat, v, at, force)?;
     }
-    if !force {
+    if kind == Cut::Erase && !force {
         return Err(bad_input(format!(
             "{}: {} blocks and filemarks of recorded data lie after block {here}; \
              {what} here destroys them: add --force",
