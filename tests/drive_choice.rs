@@ -101,3 +101,40 @@ fn volume_locations_follow_the_changer() {
         "{list}"
     );
 }
+
+/// An LTO-6 volume written by lto6, then put back in its slot; lto9 holds TD0001L9.
+fn lto6_volume_and_busy_lto9() -> (Home, String) {
+    let home = library_with_archive_pool();
+    let src = many_files(home.path(), 20, 1000);
+    let (summary, _) = backup_on(&home, "lto6", &src);
+    let volume = summary["volume"].as_str().unwrap().to_string();
+    home.run(&["unload", "--drive", "lto6"]).success();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    (home, volume)
+}
+
+#[test]
+fn verify_reads_in_a_drive_that_can_and_leaves_the_other_drive_alone() {
+    let (home, volume) = lto6_volume_and_busy_lto9();
+    let out = home.run(&["verify", "--tape", &volume]).success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(!stderr.contains("Unloaded TD0001L9"), "{stderr}");
+    assert_eq!(home.library()["drives"][0]["cartridge"], "TD0001L9");
+    assert_eq!(home.library()["drives"][1]["cartridge"], volume.as_str());
+}
+
+#[test]
+fn a_volume_no_drive_can_read_is_one_clear_error() {
+    let (home, volume) = lto6_volume_and_busy_lto9();
+    let out = home
+        .cmd()
+        .args(["verify", "--tape", &volume, "--drive", "lto9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no drive here can read"), "{stderr}");
+    // lto9 kept its tape.
+    assert_eq!(home.library()["drives"][0]["cartridge"], "TD0001L9");
+}
