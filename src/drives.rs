@@ -121,6 +121,32 @@ impl DriveSpec {
         matches!(self.kind, DriveKind::Virtual { .. })
     }
 
+    /// The drive's LTO generation: the virtual drive's model, or the configured `model`
+    /// of a real one; `None` when unknown.
+    pub fn generation(&self, config: &Config) -> Option<u8> {
+        let name = match &self.kind {
+            DriveKind::Virtual { model, .. } => model.clone(),
+            DriveKind::St { .. } => config
+                .file
+                .drives
+                .iter()
+                .find(|d| d.name == self.name)?
+                .model
+                .clone()?,
+        };
+        crate::tape::lto::generation_from_media(&name)
+    }
+
+    /// Whether the drive can write (`write`) or read a cartridge of generation `media`;
+    /// unknown generations are let through (the drive itself has the last word).
+    pub fn takes(&self, config: &Config, media: Option<u8>, write: bool) -> bool {
+        match (self.generation(config), media) {
+            (Some(d), Some(m)) if write => crate::tape::lto::writes(d, m),
+            (Some(d), Some(m)) => crate::tape::lto::reads(d, m),
+            _ => true,
+        }
+    }
+
     /// The rates the drive streams at (speed-matching floor to native), in bytes per
     /// second of real time, and its cache in bytes: from the configured model of a real
     /// drive, or the virtual drive's model at the library's time scale. `None` when

@@ -1,11 +1,12 @@
 //! Which cartridge a backup to a pool should go on, among those a changer holds: the
 //! pool's appendable volume, else an empty one of the pool, else one of the pool whose data
 //! has expired (recycled), else a labelled scratch volume, else a cartridge the catalogue
-//! has never seen (used only if it reads blank). A volume of another pool, or one whose
-//! data is still protected, is never a candidate.
+//! has never seen (used only if it reads blank). A volume of another pool, one whose
+//! data is still protected, a read-only one, or a cartridge the drive cannot write (by
+//! the LTO rules, [`crate::tape::lto`]) is never a candidate.
 
 use crate::catalog::{Catalog, CatalogError, VolumeStatus};
-use crate::tape::{Element, Inventory};
+use crate::tape::{lto, Element, Inventory};
 
 /// Why a cartridge qualifies, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -46,20 +47,32 @@ pub struct Candidate {
 }
 
 /// The cartridges of `inventory` (drives and storage slots, not the mail slots) that may
-/// take a backup of `pool`, best first; among equals, one already in `drive` first, then
-/// the most recently written (so one volume fills before the next is started).
+/// take a backup of `pool` in `drive`, whose LTO generation is `drive_generation` (when
+/// known), best first; among equals, one already in `drive` first, then the most recently
+/// written (so one volume fills before the next is started).
 pub fn candidates(
     cat: &Catalog,
     pool: &str,
     inventory: &Inventory,
     drive: Element,
+    drive_generation: Option<u8>,
     now: i64,
 ) -> Result<Vec<Candidate>, CatalogError> {
     let mut found = Vec::new();
     for e in inventory.drives.iter().chain(&inventory.slots) {
         let Some(barcode) = &e.barcode else { continue };
         let volume = cat.find_volume(barcode)?;
+        let media = lto::cartridge_generation(
+            volume.as_ref().and_then(|v| v.media.as_deref()),
+            Some(barcode),
+        );
+        if let (Some(d), Some(m)) = (drive_generation, media) {
+            if !lto::writes(d, m) {
+                continue;
+            }
+        }
         let (fit, written) = match &volume {
+            Some(v) if v.read_only.is_some() => continue,
             None => (Fit::Unknown, None),
             Some(v) if v.pool.as_deref() == Some(pool) => {
                 // Expired means a retention that ran out; a volume with no expiry yet is
@@ -185,7 +198,7 @@ mod tests {
             ],
             import_export: vec![slot(9, "MAIL")],
         };
-        let got = candidates(&cat, "daily", &inventory, Element::Drive(0), now).unwrap();
+        let got = candidates(&cat, "daily", &inventory, Element::Drive(0), None, now).unwrap();
         let order: Vec<(&str, Fit)> = got.iter().map(|c| (c.barcode.as_str(), c.fit)).collect();
         assert_eq!(
             order,
@@ -198,5 +211,45 @@ mod tests {
             ]
         );
         assert_eq!(got[0].element, Element::Slot(5));
+    }
+
+    #[test]
+    fn only_cartridges_the_drive_writes_and_never_read_only_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        cat.create_pool("archive", PoolKind::Archive, 7).unwrap();
+        cat.register_volume("RO0001L6", None, None).unwrap();
+        cat.conn()
+            .execute("UPDATE volumes SET read_only = 'foreign'", [])
+            .unwrap();
+        let inventory = Inventory {
+            drives: vec![],
+            slots: vec![
+                slot(1, "TD0001L9"),
+                slot(2, "TD0002L8"),
+                slot(3, "TD0003L6"),
+                slot(4, "TD0004L5"),
+                slot(5, "TD0005L4"),
+                slot(6, "RO0001L6"),
+            ],
+            import_export: vec![],
+        };
+        let now = crate::catalog::now();
+        let picked = |generation| -> Vec<String> {
+            candidates(
+                &cat,
+                "archive",
+                &inventory,
+                Element::Drive(0),
+                Some(generation),
+                now,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|c| c.barcode)
+            .collect()
+        };
+        assert_eq!(picked(6), ["TD0003L6", "TD0004L5"]);
+        assert_eq!(picked(9), ["TD0001L9", "TD0002L8"]);
     }
 }

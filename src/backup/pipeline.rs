@@ -881,7 +881,9 @@ pub fn run(
         WriterEnd::EndOfTape => (
             BackupStatus::Failed,
             Some(format!(
-                "the tape is full after {}; continuing on another volume is not supported yet",
+                "the tape is full after {} and no next volume can be had: give --pool POOL \
+                 (the library then loads one), or --change-timeout SECS (or run on a \
+                 terminal) to wait for one to be loaded",
                 crate::units::format_size(tape_bytes)
             )),
         ),

@@ -69,6 +69,12 @@ pub fn prepare(
             label.label, volume.label
         )));
     }
+    if let Some(why) = &volume.read_only {
+        return Err(BackupError::Refused(format!(
+            "volume {} in {drive_name} is read-only ({why}): no backup is written to it",
+            volume.label
+        )));
+    }
     match (pool, volume.pool.as_deref()) {
         (Some(wanted), Some(has)) if wanted != has => {
             return Err(BackupError::Refused(format!(

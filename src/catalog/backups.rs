@@ -645,21 +645,37 @@ impl Catalog {
         error: Option<&str>,
     ) -> Result<()> {
         self.write(|tx| {
+            // The backup's pool's retention, else that of the pool of the volume.
+            let retention: Option<i64> = tx.query_row(
+                "SELECT COALESCE(
+                    (SELECT p.retention_days FROM backups b JOIN pools p ON p.id = b.pool_id
+                      WHERE b.id = ?1),
+                    (SELECT p.retention_days FROM backup_volumes bv
+                       JOIN volumes v ON v.id = bv.volume_id JOIN pools p ON p.id = v.pool_id
+                      WHERE bv.backup_id = ?1 ORDER BY bv.seq LIMIT 1))",
+                [backup_id],
+                |r| r.get(0),
+            )?;
             tx.execute(
                 "UPDATE backups SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
                 params![status.as_str(), finished_at, error, backup_id],
             )?;
-            // Retention runs from the end of the backup; the longest protection wins.
+            // Retention runs from the end of the backup; the longest protection wins. A
+            // complete backup no retention applies to holds its volumes (expires_at NULL)
+            // until an operator expires them, and a hold outlasts any date.
             tx.execute(
                 "UPDATE volumes SET
-                    expires_at = MAX(COALESCE(expires_at, 0), ?2 + 86400 * COALESCE(
-                        (SELECT p.retention_days FROM backups b JOIN pools p ON p.id = b.pool_id
-                         WHERE b.id = ?1),
-                        (SELECT p.retention_days FROM pools p WHERE p.id = volumes.pool_id),
-                        0)),
+                    expires_at = CASE
+                        WHEN ?4 IS NULL THEN CASE WHEN ?3 = 'complete' THEN NULL ELSE expires_at END
+                        WHEN expires_at IS NULL AND EXISTS (
+                            SELECT 1 FROM backup_volumes bv JOIN backups b ON b.id = bv.backup_id
+                             WHERE bv.volume_id = volumes.id AND bv.overwritten = 0
+                               AND b.status = 'complete' AND b.id <> ?1)
+                        THEN NULL
+                        ELSE MAX(COALESCE(expires_at, 0), ?2 + 86400 * ?4) END,
                     written_at = ?2
                  WHERE id IN (SELECT volume_id FROM backup_volumes WHERE backup_id = ?1)",
-                params![backup_id, finished_at],
+                params![backup_id, finished_at, status.as_str(), retention],
             )?;
             tx.execute(
                 "UPDATE volumes SET tape_files = MAX(tape_files, 1 + (

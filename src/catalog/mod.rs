@@ -24,7 +24,9 @@ pub use check::CheckReport;
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
 pub use rebuild::{KnownBackup, ORIGIN_INDEX, ORIGIN_SCAN};
-pub use volumes::{LabelRecord, TapeErrorRecord, Volume, VolumeStatus};
+pub use volumes::{
+    Keep, LabelRecord, Loss, Overwrite, Refusal, TapeErrorRecord, Volume, VolumeStatus,
+};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -93,6 +95,8 @@ pub enum CatalogError {
         pool: String,
         until: String,
     },
+    #[error(transparent)]
+    Refused(#[from] volumes::Refusal),
     #[error("catalogue: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -127,6 +131,7 @@ impl CatalogError {
                 | CatalogError::Invalid(_)
                 | CatalogError::Transition { .. }
                 | CatalogError::Protected { .. }
+                | CatalogError::Refused(_)
                 | CatalogError::Newer { .. }
         )
     }

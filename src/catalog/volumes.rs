@@ -95,6 +95,10 @@ pub struct Volume {
     pub labelled_at: Option<i64>,
     pub written_at: Option<i64>,
     pub error: Option<String>,
+    /// Why the volume must never be written (a tape tapedeck did not write), if so.
+    pub read_only: Option<String>,
+    /// Complete backups with a copy on it (not overwritten since).
+    pub complete_backups: i64,
 }
 
 impl Volume {
@@ -102,11 +106,29 @@ impl Volume {
     pub fn protected_until(&self, at: i64) -> Option<i64> {
         self.expires_at.filter(|&e| e > at)
     }
+
+    /// Holds complete backups that no retention lets go of: kept until an operator
+    /// expires the volume (`volume expire`) or forces a write over it.
+    pub fn held(&self) -> bool {
+        self.expires_at.is_none() && self.complete_backups > 0
+    }
+
+    /// How long its data is kept, as the operator reads it: a date, `held`, or nothing.
+    pub fn keeps(&self) -> Option<String> {
+        match self.expires_at {
+            Some(at) => Some(format_time(at)),
+            None if self.held() => Some("held (until expired)".into()),
+            None => None,
+        }
+    }
 }
 
 const VOLUME_COLUMNS: &str = "v.id, v.label, v.barcode, v.uuid, p.name, v.media, v.capacity, \
     v.used, v.status, v.location, v.block_size, v.tape_files, v.expires_at, v.passes, \
-    v.labelled_at, v.written_at, v.error";
+    v.labelled_at, v.written_at, v.error, v.read_only, \
+    (SELECT COUNT(DISTINCT bv.backup_id) FROM backup_volumes bv \
+       JOIN backups b ON b.id = bv.backup_id \
+      WHERE bv.volume_id = v.id AND bv.overwritten = 0 AND b.status = 'complete')";
 
 fn volume_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
     let status: String = r.get(8)?;
@@ -128,7 +150,112 @@ fn volume_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
         labelled_at: r.get(14)?,
         written_at: r.get(15)?,
         error: r.get(16)?,
+        read_only: r.get(17)?,
+        complete_backups: r.get(18)?,
     })
+}
+
+/// Where a write over a volume starts, for [`Catalog::check_overwrite`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// A new label at the operator's request: any complete backup on the volume is given
+    /// up only when forced, expired or not.
+    Relabel,
+    /// A new label on a volume allocation chose: its data must have expired.
+    Recycle,
+    /// A write (filemarks, erase, data) that starts in this tape file (0 is the label) and
+    /// cuts the tape there: the backups from it on are lost.
+    From { tape_file: i64 },
+}
+
+impl Overwrite {
+    fn first_lost_tape_file(self) -> i64 {
+        match self {
+            Overwrite::Relabel | Overwrite::Recycle => 0,
+            Overwrite::From { tape_file } => tape_file,
+        }
+    }
+}
+
+/// Why the data on a volume must stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// The volume must never be written (the reason recorded for it).
+    ReadOnly(String),
+    /// Protected by retention until then (Unix seconds), for this pool.
+    Until { at: i64, pool: Option<String> },
+    /// Holds backups no retention lets go of.
+    Held,
+    /// Holds complete backups; relabelling gives them up.
+    Complete,
+}
+
+/// Complete backups a write over a volume gives up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loss {
+    /// Each backup as the operator knows it: kind, start time and job.
+    pub backups: Vec<String>,
+    pub bytes: i64,
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.backups.len();
+        write!(
+            f,
+            "{n} complete backup{} ({}, {})",
+            if n == 1 { "" } else { "s" },
+            crate::units::format_size(self.bytes.max(0) as u64),
+            self.backups.join("; ")
+        )
+    }
+}
+
+/// A refused write over a volume: which, why, and what it would have cost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Refusal {
+    pub label: String,
+    pub keep: Keep,
+    pub loss: Loss,
+}
+
+impl Refusal {
+    /// Why the data stays, and what the write would give up (without the remedy).
+    pub fn reason(&self) -> String {
+        let label = &self.label;
+        let why = match &self.keep {
+            Keep::ReadOnly(why) => format!("volume {label} is read-only ({why})"),
+            Keep::Until { at, pool } => format!(
+                "volume {label} holds data protected until {} (pool {})",
+                format_time(*at),
+                pool.as_deref().unwrap_or("none")
+            ),
+            Keep::Held => format!(
+                "volume {label} holds data kept until an operator expires it (no pool \
+                 retention applies)"
+            ),
+            Keep::Complete => format!("volume {label} holds complete backups"),
+        };
+        let cost = if self.loss.backups.is_empty() {
+            String::new()
+        } else {
+            format!("; writing there gives up {}", self.loss)
+        };
+        format!("{why}{cost}")
+    }
+
+    fn describe(&self) -> String {
+        let label = &self.label;
+        let remedy = match self.keep {
+            Keep::Held => format!(
+                "run `tapedeck volume expire --tape {label}` to let it go, or use --force to \
+                 overwrite it anyway"
+            ),
+            _ => "use --force to overwrite it anyway".to_string(),
+        };
+        format!("{}; {remedy}", self.reason())
+    }
 }
 
 /// What a freshly written label says, to record it.
@@ -350,19 +477,114 @@ impl Catalog {
         })
     }
 
-    /// Refuses to overwrite a volume whose data is not expired, unless forced.
-    pub fn check_overwritable(&self, v: &Volume, force: bool) -> Result<()> {
-        if force {
+    /// The complete backups on `v` that a write starting at `at` gives up.
+    pub fn overwrite_loss(&self, v: &Volume, at: Overwrite) -> Result<Loss> {
+        let mut stmt = self.conn().prepare(
+            "SELECT b.kind, b.started_at, j.name, b.bytes FROM backups b
+               LEFT JOIN jobs j ON j.id = b.job_id
+              WHERE b.status = 'complete' AND b.id IN (
+                    SELECT backup_id FROM backup_volumes
+                     WHERE volume_id = ?1 AND overwritten = 0
+                       AND (tape_file IS NULL OR tape_file >= ?2))
+              ORDER BY b.started_at",
+        )?;
+        let mut loss = Loss::default();
+        let rows = stmt.query_map(params![v.id, at.first_lost_tape_file()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, started, job, bytes) = row?;
+            let job = job.map(|j| format!(" {j}")).unwrap_or_default();
+            loss.backups
+                .push(format!("{kind} of {}{job}", format_time(started)));
+            loss.bytes += bytes;
+        }
+        Ok(loss)
+    }
+
+    /// The one decision whether a write over (part of) volume `v`, starting at `at`, may
+    /// go ahead without --force: never on a read-only volume; never over complete backups
+    /// still protected by retention or held (no retention applies); and a relabel at the
+    /// operator's request never over complete backups at all. Refused:
+    /// [`CatalogError::Refused`], saying what the write would give up.
+    pub fn check_overwrite(&self, v: &Volume, at: Overwrite) -> Result<()> {
+        let loss = self.overwrite_loss(v, at)?;
+        let refuse = |keep| {
+            Err(CatalogError::Refused(Refusal {
+                label: v.label.clone(),
+                keep,
+                loss: loss.clone(),
+            }))
+        };
+        if let Some(why) = &v.read_only {
+            return refuse(Keep::ReadOnly(why.clone()));
+        }
+        if let Some(until) = v.protected_until(now()) {
+            // Retention protects the whole volume from a new label, the backups after
+            // the position from any other write.
+            if !loss.backups.is_empty() || at.first_lost_tape_file() == 0 {
+                return refuse(Keep::Until {
+                    at: until,
+                    pool: v.pool.clone(),
+                });
+            }
+        }
+        if loss.backups.is_empty() {
             return Ok(());
         }
-        match v.protected_until(now()) {
-            Some(until) => Err(CatalogError::Protected {
-                label: v.label.clone(),
-                pool: v.pool.clone().unwrap_or_else(|| "none".into()),
-                until: format_time(until),
-            }),
-            None => Ok(()),
+        if v.expires_at.is_none() {
+            return refuse(Keep::Held);
         }
+        if at == Overwrite::Relabel {
+            return refuse(Keep::Complete);
+        }
+        Ok(())
+    }
+
+    /// Records a forced write over `v` from `at` on: the copies of the backups there are
+    /// gone (`find` and restore no longer point at them) and the volume ends before it.
+    /// Returns what was given up.
+    pub fn record_overwrite(&mut self, v: &Volume, at: Overwrite) -> Result<Loss> {
+        let loss = self.overwrite_loss(v, at)?;
+        let from = at.first_lost_tape_file();
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM segments WHERE volume_id = ?1
+                    AND (tape_file IS NULL OR tape_file >= ?2)",
+                params![v.id, from],
+            )?;
+            tx.execute(
+                "UPDATE backup_volumes SET overwritten = 1
+                  WHERE volume_id = ?1 AND (tape_file IS NULL OR tape_file >= ?2)",
+                params![v.id, from],
+            )?;
+            tx.execute(
+                "UPDATE volumes SET tape_files = MIN(tape_files, ?2) WHERE id = ?1",
+                params![v.id, from],
+            )?;
+            Ok(())
+        })?;
+        Ok(loss)
+    }
+
+    /// Lets the data on a volume go now: its retention (or hold) ends, so allocation may
+    /// recycle it and writes over it are no longer refused. Returns the volume.
+    pub fn expire_volume(&mut self, label: &str) -> Result<Volume> {
+        let v = self.volume(label)?;
+        let at = now();
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET expires_at = ?2 WHERE id = ?1",
+                params![v.id, at],
+            )?;
+            Ok(())
+        })?;
+        self.volume(label)
     }
 
     /// Records a label just written at BOT: the volume starts a new pass, empty.
@@ -492,12 +714,18 @@ mod tests {
             )
             .unwrap();
         let v = cat.volume("T1").unwrap();
-        let err = cat.check_overwritable(&v, false).unwrap_err().to_string();
+        let err = cat
+            .check_overwrite(&v, Overwrite::Relabel)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("protected until") && err.contains("--force"),
             "{err}"
         );
-        assert!(cat.check_overwritable(&v, true).is_ok());
+        // After the label, with no backup there, appending filemarks costs nothing.
+        assert!(cat
+            .check_overwrite(&v, Overwrite::From { tape_file: 1 })
+            .is_ok());
         assert!(cat.assign_pool("T1", "weekly", false).is_err());
         assert!(cat.assign_pool("T1", "weekly", true).is_ok());
     }

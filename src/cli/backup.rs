@@ -369,12 +369,14 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         let wait =
             super::tape_change::Wait::from_terminal(args.change_timeout.map(Duration::from_secs));
         let pool = args.pool.as_deref();
+        let generation = spec.generation(config);
         let target =
             match super::tape_change::try_drive(&spec, &mut cat, pool, block, requested_block)? {
                 Ok(t) => t,
                 // The tape in the drive will not do.
                 Err(e) => other_volume(
                     &spec,
+                    generation,
                     &mut cat,
                     pool,
                     block,
@@ -401,6 +403,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             drop(full);
             other_volume(
                 &spec,
+                generation,
                 cat,
                 volume_pool.as_deref(),
                 stream_block,
@@ -496,6 +499,7 @@ fn open_tar_inputs(from: &[PathBuf]) -> Result<Vec<passthrough::TarInput>> {
 #[allow(clippy::too_many_arguments)]
 fn other_volume(
     spec: &drives::DriveSpec,
+    generation: Option<u8>,
     cat: &mut tapedeck::catalog::Catalog,
     pool: Option<&str>,
     block: u32,
@@ -507,13 +511,14 @@ fn other_volume(
 ) -> Result<volume::TapeTarget> {
     let allocated = match pool {
         Some(p) if spec.is_virtual() => {
-            allocate_volume(spec, cat, p, block, requested_block, first)
+            allocate_volume(spec, generation, cat, p, block, requested_block, first)
         }
         _ => Err(first.into()),
     };
     match allocated {
         Err(e) if wait.waits() && super::exit_code(&e) == 2 => super::tape_change::wait_for_tape(
             spec,
+            generation,
             cat,
             pool,
             block,
@@ -530,8 +535,10 @@ fn other_volume(
 /// Loads the best cartridge of the changer for a backup of `pool` (see
 /// [`tapedeck::backup::allocate`]) and returns it positioned for appending. `first` is why
 /// the tape in the drive would not do.
+#[allow(clippy::too_many_arguments)]
 fn allocate_volume(
     spec: &drives::DriveSpec,
+    generation: Option<u8>,
     cat: &mut tapedeck::catalog::Catalog,
     pool: &str,
     block: u32,
@@ -547,6 +554,7 @@ fn allocate_volume(
         pool,
         &inventory,
         drive_element,
+        generation,
         tapedeck::catalog::now(),
     )?;
     let mut refused = vec![format!("the tape in {}: {first}", spec.name)];
@@ -577,7 +585,7 @@ fn allocate_volume(
                 Fit::Recycle => {
                     let label = c.label.clone().unwrap_or_else(|| c.barcode.clone());
                     let v = cat.volume(&label)?;
-                    cat.check_overwritable(&v, false)?;
+                    cat.check_overwrite(&v, tapedeck::catalog::Overwrite::Recycle)?;
                     let cartridge = super::catalog::virtual_cartridge(&spec.kind, &spec.name)?;
                     let block = v.block_size.map_or(block, |b| b as u32);
                     super::catalog::write_new_label(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use tapedeck::catalog::{
-    format_time, Catalog, CatalogError, Orphan, PoolKind, Volume, VolumeStatus,
+    format_time, Catalog, CatalogError, Orphan, Overwrite, PoolKind, Volume, VolumeStatus,
 };
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveKind};
@@ -109,8 +109,16 @@ pub enum VolumeCommand {
         json: bool,
     },
     /// Write the label (tape file 0) on the cartridge in a drive and record the volume;
-    /// everything on the tape is lost. Refused while its data is protected, unless --force
+    /// everything on the tape is lost. Refused while it holds complete backups, unless
+    /// --force
     Label(LabelArgs),
+    /// Let a volume's data go now: its retention, or the hold on data no retention
+    /// applies to, ends, so it may be recycled or overwritten
+    Expire {
+        /// The volume's label (or barcode)
+        #[arg(long)]
+        tape: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -218,18 +226,38 @@ fn volume_table(volumes: &[Volume]) -> Table {
             format_size(v.used as u64),
             or_dash(v.capacity.map(|c| format_size(c as u64))),
             v.tape_files.to_string(),
-            or_dash(v.expires_at.map(format_time)),
+            or_dash(v.keeps()),
             or_dash(v.location.as_ref()),
         ]);
     }
     t
 }
 
+/// Sets each volume's location from the virtual library's inventory, the one source of
+/// truth every move of its changer updates; the catalogue's note of where a tape was
+/// labelled or last read only stands for tapes outside the library.
+fn place_in_library(config: &Config, volumes: &mut [Volume]) {
+    if !config.vlib_enabled() {
+        return;
+    }
+    let Ok(file) = drives::virtual_library(config).and_then(|l| l.read()) else {
+        return;
+    };
+    for v in volumes {
+        let barcode = v.barcode.clone().unwrap_or_else(|| v.label.clone());
+        v.location = Some(match file.find(&barcode) {
+            Some(e) => file.describe(e),
+            None => "outside the library".to_string(),
+        });
+    }
+}
+
 pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
     match cmd {
         VolumeCommand::List { pool, json } => {
             let cat = open_for_reading(config)?;
-            let volumes = cat.volumes(pool.as_deref())?;
+            let mut volumes = cat.volumes(pool.as_deref())?;
+            place_in_library(config, &mut volumes);
             if json {
                 return print_json(&volumes);
             }
@@ -237,7 +265,8 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
         }
         VolumeCommand::Show { tape, json } => {
             let cat = open_for_reading(config)?;
-            let v = cat.volume(&tape)?;
+            let mut v = cat.volume(&tape)?;
+            place_in_library(config, std::slice::from_mut(&mut v));
             if json {
                 return print_json(&v);
             }
@@ -258,7 +287,8 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
                     or_dash(v.block_size.map(|b| format_size(b as u64))),
                 ),
                 ("Tape files", v.tape_files.to_string()),
-                ("Protected until", or_dash(v.expires_at.map(format_time))),
+                ("Protected until", or_dash(v.keeps())),
+                ("Read-only", or_dash(v.read_only.as_ref())),
                 ("Passes", v.passes.to_string()),
                 ("Labelled", or_dash(v.labelled_at.map(format_time))),
                 ("Last written", or_dash(v.written_at.map(format_time))),
@@ -270,6 +300,17 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
             }
         }
         VolumeCommand::Label(args) => label_volume(args, config)?,
+        VolumeCommand::Expire { tape } => {
+            let mut cat = open(config)?;
+            let v = cat.expire_volume(&tape)?;
+            outln!(
+                "Volume {}: its data expired now; {} complete backup{} on it may be \
+                 overwritten.",
+                v.label,
+                v.complete_backups,
+                if v.complete_backups == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }
@@ -402,6 +443,7 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
             ))
         })?;
     // What is on the tape now decides whether we may overwrite it.
+    let (mut lost, mut checked) = (Vec::new(), None);
     match label::read_tape_start(drive.as_mut())? {
         TapeStart::Blank => {}
         TapeStart::Foreign(what) if !args.force => {
@@ -419,12 +461,17 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
                 )));
             }
             if let Some(v) = cat.find_volume(&old.label)? {
-                cat.check_overwritable(&v, args.force)?;
+                super::tape::permit_overwrite(&cat, &v, Overwrite::Relabel, args.force)?;
+                lost.push(cat.overwrite_loss(&v, Overwrite::Relabel)?);
+                checked = Some(v.id);
             }
         }
     }
     if let Some(v) = cat.find_volume(&label_text)? {
-        cat.check_overwritable(&v, args.force)?;
+        if checked != Some(v.id) {
+            super::tape::permit_overwrite(&cat, &v, Overwrite::Relabel, args.force)?;
+            lost.push(cat.overwrite_loss(&v, Overwrite::Relabel)?);
+        }
         if !v.status.can_become(VolumeStatus::Empty) {
             return Err(CatalogError::Transition {
                 label: v.label,
@@ -452,6 +499,9 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
             .unwrap_or_else(|| "scratch".into()),
         format_size(block_size as u64)
     );
+    for loss in lost.iter().filter(|l| !l.backups.is_empty()) {
+        errln!("Gave up {loss}.");
+    }
     Ok(())
 }
 

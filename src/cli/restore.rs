@@ -24,7 +24,7 @@ use tapedeck::restore::extract::{Extractor, Overwrite};
 use tapedeck::restore::plan::{self, PathPattern, Plan, PlanError, PlanOptions, Selection};
 use tapedeck::restore::read::{self, Mode};
 use tapedeck::restore::{MountError, Progress, Report, Status, VolumeSource};
-use tapedeck::tape::{Changer, Element, TapeDrive};
+use tapedeck::tape::{lto, Changer, Element, TapeDrive};
 use tapedeck::units::{format_rate, format_size};
 use tapedeck::vlib::model::DriveModel;
 use tapedeck::vlib::Library;
@@ -154,10 +154,14 @@ fn lto9_fallback() -> DriveModel {
 
 /// Where the volumes are and what the drive holds, for planning and mounting.
 pub(super) struct Volumes {
+    /// The drive reading now.
     spec: DriveSpec,
     library: Option<(Library, Element)>,
-    /// label -> (barcode, block size, catalogue location)
-    known: HashMap<String, (String, u64, Option<String>)>,
+    /// The drives a volume may be read with, and their LTO generations: the one asked
+    /// for with --drive, else every drive of the virtual library (or the default drive).
+    drives: Vec<(DriveSpec, Option<u8>)>,
+    /// label -> (barcode, block size, catalogue location, LTO generation)
+    known: HashMap<String, (String, u64, Option<String>, Option<u8>)>,
     wait: Wait,
     interrupt: Interrupt,
 }
@@ -165,6 +169,7 @@ pub(super) struct Volumes {
 impl Volumes {
     pub fn new(
         spec: DriveSpec,
+        drives: Vec<(DriveSpec, Option<u8>)>,
         cat: &Catalog,
         change_timeout: Option<u64>,
         interrupt: Interrupt,
@@ -182,12 +187,14 @@ impl Volumes {
                     .block_size
                     .filter(|b| *b > 0)
                     .map_or(DEFAULT_BLOCK_SIZE, |b| b as u64);
-                (v.label, (barcode, block, v.location))
+                let generation = lto::cartridge_generation(v.media.as_deref(), Some(&barcode));
+                (v.label, (barcode, block, v.location, generation))
             })
             .collect();
         Ok(Volumes {
             spec,
             library,
+            drives,
             known,
             wait: Wait::from_terminal(change_timeout.map(Duration::from_secs)),
             interrupt,
@@ -263,6 +270,11 @@ impl Volumes {
         if let Element::Drive(i) = from {
             // In another drive: taken out of it first.
             let other = &file.drives[i as usize].name;
+            errln!(
+                "Taking {} out of drive {other} to read it in {}.",
+                self.barcode(label),
+                self.spec.name
+            );
             lib.open_drive(other)?.unload()?;
         }
         if let Some((barcode, slot)) = super::changer::unload_into(&self.spec, None)? {
@@ -281,7 +293,66 @@ impl Volumes {
         Ok(true)
     }
 
+    /// The drive to read `label` with: one that can read it by the LTO rules (else one
+    /// clear refusal), preferring one that holds it already, then a free one; only then
+    /// one whose tape must be unloaded first (which is said when it happens).
+    pub fn drive_for(&self, label: &str) -> Result<DriveSpec> {
+        let generation = self.known.get(label).and_then(|k| k.3);
+        let readable: Vec<&DriveSpec> = self
+            .drives
+            .iter()
+            .filter(|(_, d)| match (d, generation) {
+                (Some(d), Some(m)) => lto::reads(*d, m),
+                _ => true,
+            })
+            .map(|(spec, _)| spec)
+            .collect();
+        if readable.is_empty() {
+            let drives: Vec<String> = self
+                .drives
+                .iter()
+                .map(|(s, g)| match g {
+                    Some(g) => format!("{} (LTO-{g})", s.name),
+                    None => s.name.clone(),
+                })
+                .collect();
+            return Err(bad_input(format!(
+                "volume {label} is an LTO-{} cartridge, which no drive here can read ({}): \
+                 read it in a drive of its generation or the next",
+                generation.unwrap_or_default(),
+                drives.join(", ")
+            )));
+        }
+        let holding = |spec: &DriveSpec| -> Option<Option<String>> {
+            let (lib, element) = super::changer::changer_of(spec).ok()?;
+            Some(lib.read().ok()?.at(element).ok()?.cloned())
+        };
+        let barcode = self.barcode(label).to_string();
+        let pick = readable
+            .iter()
+            .find(|s| holding(s).flatten().as_deref() == Some(barcode.as_str()))
+            .or_else(|| readable.iter().find(|s| holding(s) == Some(None)))
+            .or_else(|| readable.first())
+            .copied()
+            .cloned();
+        pick.ok_or_else(|| bad_input(format!("no drive to read volume {label}")))
+    }
+
+    /// Makes `spec` the drive that reads.
+    fn switch_to(&mut self, spec: DriveSpec) -> Result<()> {
+        if spec.name != self.spec.name {
+            self.library = match &spec.kind {
+                DriveKind::Virtual { .. } => Some(super::changer::changer_of(&spec)?),
+                DriveKind::St { .. } => None,
+            };
+            self.spec = spec;
+        }
+        Ok(())
+    }
+
     fn mount_or_wait(&mut self, label: &str) -> Result<Box<dyn TapeDrive>> {
+        let spec = self.drive_for(label)?;
+        self.switch_to(spec)?;
         if let Some(d) = self.holds(label)? {
             return Ok(d);
         }
@@ -361,9 +432,48 @@ pub(super) fn plan_reads(
     members: Vec<plan::Member>,
     headers_only: bool,
 ) -> Result<(Volumes, Plan, Interrupt)> {
-    let spec = drives::resolve(config, args.drive.as_deref())?;
+    let asked = drives::resolve(config, args.drive.as_deref())?;
+    // Without --drive any drive of the library may read, each volume in one that can.
+    let candidates = match (&args.drive, asked.is_virtual()) {
+        (None, true) => drives::all(config)?
+            .into_iter()
+            .filter(DriveSpec::is_virtual)
+            .collect(),
+        _ => vec![asked.clone()],
+    };
+    let candidates: Vec<(DriveSpec, Option<u8>)> = candidates
+        .into_iter()
+        .map(|s| {
+            let g = s.generation(config);
+            (s, g)
+        })
+        .collect();
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
-    let volumes = Volumes::new(spec.clone(), cat, args.change_timeout, interrupt.clone())?;
+    let mut volumes = Volumes::new(
+        asked,
+        candidates,
+        cat,
+        args.change_timeout,
+        interrupt.clone(),
+    )?;
+    // Every volume to read must have a drive that can read it: one clear refusal, not a
+    // failure per member. The plan is made for the drive the first volume is read in.
+    let mut labels: Vec<String> = Vec::new();
+    for m in &members {
+        for seg in m.version.segments.iter() {
+            if !labels.contains(&seg.volume) {
+                labels.push(seg.volume.clone());
+            }
+        }
+    }
+    for label in &labels {
+        volumes.drive_for(label)?;
+    }
+    if let Some(first) = labels.first() {
+        let spec = volumes.drive_for(first)?;
+        volumes.switch_to(spec)?;
+    }
+    let spec = volumes.spec.clone();
     let model = drive_model(&spec, config);
     let info = |label: &str| volumes.info(label);
     let plan = plan::plan(

@@ -5,8 +5,10 @@ use super::{bad_input, changer};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use tapedeck::catalog::{Catalog, CatalogError, Overwrite, Volume};
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveKind, DriveSpec};
+use tapedeck::label::{self, TapeStart};
 use tapedeck::tape::{DriveStatus, SpaceOutcome, TapeDrive};
 use tapedeck::units::{format_size, parse_size};
 use tapedeck::vlib::Library;
@@ -49,13 +51,17 @@ enum TapeOp {
     },
     /// Go to a logical block number (as `tell` prints it)
     Seek { position: u64 },
-    /// Write COUNT filemarks at the current position (data after it is lost)
+    /// Write COUNT filemarks at the current position (data after it is lost: refused
+    /// before end of data unless --force, and for unexpired data)
     Weof {
         #[arg(default_value_t = 1)]
         count: u32,
         /// Return before the drive has flushed its buffer (MTWEOFI)
         #[arg(long)]
         immediate: bool,
+        /// Write even though recorded (or unexpired) data lies after the current position
+        #[arg(long)]
+        force: bool,
     },
     /// Set the block size (e.g. 512KiB); 0 selects variable-block mode
     Setblk { size: String },
@@ -67,9 +73,10 @@ enum TapeOp {
     },
     /// Rewind and eject the cartridge (it stays in the drive for the changer to take)
     Unload,
-    /// Erase from the current position to the end of the tape
+    /// Erase from the current position to the end of the tape (refused over recorded
+    /// data unless --force, and for unexpired data)
     Erase {
-        /// Erase even though recorded data lies after the current position
+        /// Erase even though recorded (or unexpired) data lies after the current position
         #[arg(long)]
         force: bool,
     },
@@ -127,7 +134,13 @@ pub fn run(args: TapeArgs, config: &Config) -> Result<()> {
             }
         }
         TapeOp::Seek { position } => d.locate(position)?,
-        TapeOp::Weof { count, immediate } => d.write_filemarks(count, immediate)?,
+        TapeOp::Weof {
+            count,
+            immediate,
+            force,
+        } => cut(&spec, d, config, force, Cut::Filemarks, |d| {
+            Ok(d.write_filemarks(count, immediate)?)
+        })?,
         TapeOp::Setblk { size } => {
             let bytes = parse_size(&size).map_err(bad_input)?;
             let bytes = u32::try_from(bytes)
@@ -135,7 +148,7 @@ pub fn run(args: TapeArgs, config: &Config) -> Result<()> {
             d.set_block_size(bytes)?;
         }
         TapeOp::Unload => d.unload()?,
-        TapeOp::Erase { force } => erase(d, force)?,
+        TapeOp::Erase { force } => cut(&spec, d, config, force, Cut::Erase, |d| Ok(d.erase()?))?,
         TapeOp::Load { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -234,25 +247,110 @@ fn load(spec: &DriveSpec, slot: Option<u32>) -> Result<()> {
         ));
     }
     let mut drive = spec.open()?;
+    let was_online = drive.status()?.online;
     drive.load()?;
+    let what = virtual_entry(spec)?
+        .and_then(|e| e.cartridge)
+        .unwrap_or_else(|| "a tape".into());
+    match was_online {
+        true => outln!("{} already holds {what}, loaded.", spec.name),
+        false => outln!("{} holds {what}, loaded.", spec.name),
+    }
     Ok(())
 }
 
-/// Erases from here to the end, refusing to destroy recorded data unless forced.
-fn erase(d: &mut dyn TapeDrive, force: bool) -> Result<()> {
+/// The catalogue's volume on the tape in the drive: by the virtual cartridge's barcode,
+/// else by the label at BOT (the drive is put back where it was).
+fn volume_in_drive(
+    spec: &DriveSpec,
+    d: &mut dyn TapeDrive,
+    cat: &Catalog,
+) -> Result<Option<Volume>> {
+    if let Some(barcode) = virtual_entry(spec)?.and_then(|e| e.cartridge) {
+        return Ok(cat.find_volume(&barcode)?);
+    }
     let here = d.position()?;
+    let start = label::read_tape_start(d)?;
+    d.locate(here)
+        .with_context(|| format!("returning to block {here}"))?;
+    match start {
+        TapeStart::Labelled(l) => Ok(cat.find_volume(&l.label)?),
+        _ => Ok(None),
+    }
+}
+
+/// Lets a write over volume `v` from `at` go ahead only as the catalogue decides
+/// ([`Catalog::check_overwrite`]); with `force` a refusal is overridden, and said so.
+pub(super) fn permit_overwrite(
+    cat: &Catalog,
+    v: &Volume,
+    at: Overwrite,
+    force: bool,
+) -> Result<()> {
+    match cat.check_overwrite(v, at) {
+        Ok(()) => Ok(()),
+        Err(CatalogError::Refused(r)) if force => {
+            errln!("Overriding (--force): {}.", r.reason());
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A write that cuts the tape where it starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// `weof`: as `mt`, only the catalogue's protection stops it.
+    Filemarks,
+    /// `erase`: never over recorded data without --force.
+    Erase,
+}
+
+/// Runs `write` (filemarks, erase) at the current position, which cuts the tape there.
+/// Before end of data on a catalogued volume the catalogue decides
+/// ([`Catalog::check_overwrite`]), and the backups cut off are recorded as gone, and
+/// named; an erase over recorded data also needs --force.
+fn cut(
+    spec: &DriveSpec,
+    d: &mut dyn TapeDrive,
+    config: &Config,
+    force: bool,
+    kind: Cut,
+    write: impl FnOnce(&mut dyn TapeDrive) -> Result<()>,
+) -> Result<()> {
+    let what = match kind {
+        Cut::Filemarks => "writing filemarks",
+        Cut::Erase => "erasing",
+    };
+    let here = d.position()?;
+    let tape_file = d.status()?.file_number.map_or(0, |f| f as i64);
     d.space_to_eod()?;
     let eod = d.position()?;
     d.locate(here)
-        .with_context(|| format!("returning to block {here} before erasing"))?;
-    if eod > here && !force {
+        .with_context(|| format!("returning to block {here} before {what}"))?;
+    if eod <= here {
+        return write(d); // at end of data: nothing is lost
+    }
+    let mut cat = super::catalog::open(config)?;
+    let volume = volume_in_drive(spec, d, &cat)?;
+    let at = Overwrite::From { tape_file };
+    if let Some(v) = &volume {
+        permit_overwrite(&cat, v, at, force)?;
+    }
+    if kind == Cut::Erase && !force {
         return Err(bad_input(format!(
             "{}: {} blocks and filemarks of recorded data lie after block {here}; \
-             erasing destroys them: add --force",
+             {what} here destroys them: add --force",
             d.name(),
             eod - here
         )));
     }
-    d.erase()?;
+    write(d)?;
+    if let Some(v) = &volume {
+        let loss = cat.record_overwrite(v, at)?;
+        if !loss.backups.is_empty() {
+            errln!("Volume {}: gave up {loss}.", v.label);
+        }
+    }
     Ok(())
 }

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use tapedeck::backup::telemetry::{Event, Events};
 use tapedeck::backup::volume::{self, TapeTarget};
 use tapedeck::backup::{BackupError, Interrupt};
-use tapedeck::catalog::{Catalog, VolumeStatus};
+use tapedeck::catalog::{Catalog, Volume, VolumeStatus};
 use tapedeck::drives::DriveSpec;
+use tapedeck::tape::{lto, Changer, Element};
+
+/// Without a terminal, how often an unchanged need for a tape is logged again.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long to wait, and how.
 pub(super) struct Wait {
@@ -38,24 +42,69 @@ impl Wait {
     }
 }
 
-/// Volumes of `pool` (or scratch volumes) that could take the backup, with their place.
-fn qualifying(cat: &Catalog, pool: Option<&str>) -> Vec<String> {
-    let volumes = match cat.volumes(pool) {
-        Ok(v) => v,
-        Err(_) => return Vec::new(),
+/// What could take the backup in `spec`, as the operator reads it: the volumes (of
+/// `pool`, and scratch ones) the drive can write, each with where it is (never a tape in
+/// another drive as if it were free), and the slots holding cartridges the catalogue does
+/// not know (blank ones are labelled when loaded).
+fn qualifying(
+    spec: &DriveSpec,
+    generation: Option<u8>,
+    cat: &Catalog,
+    pool: Option<&str>,
+) -> (Vec<String>, Vec<String>) {
+    let writable = |media: Option<&str>, barcode: Option<&str>| match (
+        generation,
+        lto::cartridge_generation(media, barcode),
+    ) {
+        (Some(d), Some(m)) => lto::writes(d, m),
+        _ => true,
     };
-    volumes
-        .into_iter()
-        .filter(|v| matches!(v.status, VolumeStatus::Appendable | VolumeStatus::Empty))
-        .map(|v| {
-            format!(
-                "{} ({}, {})",
-                v.label,
-                v.status,
-                v.location.as_deref().unwrap_or("location unknown")
-            )
-        })
-        .collect()
+    let fits = |v: &Volume| {
+        v.read_only.is_none()
+            && matches!(v.status, VolumeStatus::Appendable | VolumeStatus::Empty)
+            && (pool.is_none() || v.pool.is_none() || v.pool.as_deref() == pool)
+            && writable(v.media.as_deref(), v.barcode.as_deref().or(Some(&v.label)))
+    };
+    let library = spec
+        .is_virtual()
+        .then(|| super::changer::changer_of(spec).ok())
+        .flatten()
+        .and_then(|(lib, element)| Some((lib.changer().inventory().ok()?, lib, element)));
+    let Some((inventory, lib, here)) = library else {
+        // No changer: the catalogue's volumes and where it last saw them.
+        let volumes = cat.volumes(None).unwrap_or_default();
+        let listed = volumes
+            .iter()
+            .filter(|v| fits(v))
+            .map(|v| {
+                format!(
+                    "{} ({}, {})",
+                    v.label,
+                    v.status,
+                    v.location.as_deref().unwrap_or("location unknown")
+                )
+            })
+            .collect();
+        return (listed, Vec::new());
+    };
+    let file = lib.read().ok();
+    let place = |e: Element| file.as_ref().map_or(e.to_string(), |f| f.describe(e));
+    let (mut listed, mut blank) = (Vec::new(), Vec::new());
+    for e in inventory.drives.iter().chain(&inventory.slots) {
+        let Some(barcode) = &e.barcode else { continue };
+        let at = match e.element {
+            Element::Drive(_) if e.element == here => format!("in {} now", place(e.element)),
+            Element::Drive(_) => format!("in {}, in use there: unload it first", place(e.element)),
+            other => place(other),
+        };
+        match cat.find_volume(barcode).ok().flatten() {
+            Some(v) if fits(&v) => listed.push(format!("{} ({}, {at})", v.label, v.status)),
+            Some(_) => {}
+            None if writable(None, Some(barcode)) => blank.push(format!("{barcode} ({at})")),
+            None => {}
+        }
+    }
+    (listed, blank)
 }
 
 /// One look at the drive: a usable tape positioned for appending, or why not (a blank
@@ -97,6 +146,7 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn wait_for_tape(
     spec: &DriveSpec,
+    generation: Option<u8>,
     cat: &mut Catalog,
     pool: Option<&str>,
     block: u32,
@@ -109,19 +159,26 @@ pub(super) fn wait_for_tape(
     // Both closures need the catalogue; they never run at the same time.
     let cat = std::cell::RefCell::new(cat);
     let mut announce = |reason: &str| {
-        let candidates = qualifying(&cat.borrow(), pool);
-        events.send(Event::TapeNeeded {
-            drive: spec.name.clone(),
-            reason: reason.to_string(),
-            candidates: candidates.clone(),
-        });
-        vec![
+        let (candidates, blank) = qualifying(spec, generation, &cat.borrow(), pool);
+        let mut said = vec![
             format!("Drive {} needs a tape: {reason}.", spec.name),
             match candidates.is_empty() {
                 true => "No known volume qualifies; a blank cartridge does.".to_string(),
                 false => format!("Volumes that qualify: {}.", candidates.join(", ")),
             },
-        ]
+        ];
+        if !blank.is_empty() {
+            said.push(format!(
+                "Cartridges the catalogue does not know (used if blank): {}.",
+                blank.join(", ")
+            ));
+        }
+        events.send(Event::TapeNeeded {
+            drive: spec.name.clone(),
+            reason: reason.to_string(),
+            candidates: candidates.into_iter().chain(blank).collect(),
+        });
+        said
     };
     let mut attempt = || -> Result<Result<TapeTarget, String>> {
         Ok(
@@ -161,8 +218,20 @@ pub(super) fn wait_until<T>(
     let started = Instant::now();
     let mut reason = first_reason;
     let mut lines = wait.interactive.then(stdin_lines);
+    // Without a terminal the need is logged once, again when the reason changes, and
+    // otherwise at most once a minute: polling every few seconds must not flood the log.
+    let mut announced: Option<(String, Instant)> = None;
     loop {
-        let said = announce(&reason);
+        let due = lines.is_some()
+            || announced
+                .as_ref()
+                .is_none_or(|(said, at)| *said != reason || at.elapsed() >= ANNOUNCE_EVERY);
+        let said = if due {
+            announced = Some((reason.clone(), Instant::now()));
+            announce(&reason)
+        } else {
+            Vec::new()
+        };
         if let Some(lines) = &mut lines {
             errln!();
             for line in &said {

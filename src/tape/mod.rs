@@ -14,6 +14,7 @@
 
 pub mod file_reader;
 pub mod holders;
+pub mod lto;
 pub mod sg;
 pub mod st;
 

@@ -105,15 +105,7 @@ pub fn default_early_warning_gap(capacity: u64) -> u64 {
     (capacity / 100).clamp(1 << 20, 4 << 30).min(capacity / 2)
 }
 
-/// The LTO generation a barcode's media suffix names (`L9` -> 9).
-pub fn generation_from_barcode(barcode: &str) -> Option<u8> {
-    let suffix = barcode.get(barcode.len().checked_sub(2)?..)?;
-    let mut chars = suffix.chars();
-    if !matches!(chars.next(), Some('L' | 'l')) {
-        return None;
-    }
-    chars.next()?.to_digit(10).map(|d| d as u8)
-}
+pub use crate::tape::lto::generation_from_barcode;
 
 /// What identifies a version of `cartridge.json`: it is replaced by rename, so its inode
 /// changes with every write (the mtime alone can repeat within a clock tick).

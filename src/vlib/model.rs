@@ -69,17 +69,16 @@ impl DriveModel {
         self.speed_steps.last().copied().unwrap_or(1)
     }
 
-    /// Whether this drive can write a cartridge of `media_generation`.
-    /// LTO drives write their own generation and the one before.
+    /// Whether this drive can write a cartridge of `media_generation` (see
+    /// [`crate::tape::lto`]).
     pub fn writes(&self, media_generation: u8) -> bool {
-        media_generation == self.generation || media_generation + 1 == self.generation
+        crate::tape::lto::writes(self.generation, media_generation)
     }
 
-    /// Whether this drive can read a cartridge of `media_generation`: two generations
-    /// back up to LTO-7, one back from LTO-8 on.
+    /// Whether this drive can read a cartridge of `media_generation` (see
+    /// [`crate::tape::lto`]).
     pub fn reads(&self, media_generation: u8) -> bool {
-        let back = if self.generation >= 8 { 1 } else { 2 };
-        media_generation <= self.generation && media_generation + back >= self.generation
+        crate::tape::lto::reads(self.generation, media_generation)
     }
 
     /// The smallest speed step at or above `rate` (the native rate above the last step).
