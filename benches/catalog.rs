@@ -3,6 +3,11 @@
 //! database size per file.
 //!
 //! `cargo bench --bench catalog` (sizes: `CATALOG_BENCH_FILES=1000000,10000000`).
+//!
+//! Each size is built twice in the same run, with the member records' checksums and
+//! without (as records written before schema 3: neither computed on insert nor checked on
+//! reading), alternating, so the ratio holds on a shared machine; with
+//! `CATALOG_BENCH_ROUNDS` (default 1) pairs per size, the median of each is compared.
 
 use std::time::{Duration, Instant};
 use tapedeck::catalog::{
@@ -80,14 +85,27 @@ fn dir_of(i: u64) -> String {
 struct Figures {
     files: u64,
     insert_rate: f64,
+    /// Every member of the backup read in tape order (what a whole-backup restore plans).
+    walk: Duration,
+    /// The same walk without checking the records' checksums.
+    walk_unchecked: Duration,
+    /// The checksums of every record computed, nothing else (the records already read).
+    sums: Duration,
     path_avg: Duration,
     path_p99: Duration,
     patterns: Vec<(String, usize, Duration)>,
     bytes_per_file: f64,
 }
 
-fn build(files: u64, dir: &std::path::Path) -> (Catalog, Vec<String>, f64) {
-    let path = dir.join(format!("bench-{files}.db"));
+fn build(files: u64, dir: &std::path::Path, sums: bool) -> (Catalog, Vec<String>, f64) {
+    tapedeck::catalog::members::bench_checksums(sums);
+    let path = dir.join(format!(
+        "bench-{files}-{}.db",
+        if sums { "sum" } else { "nosum" }
+    ));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
     let mut cat = Catalog::open(&path).expect("open catalogue");
     cat.create_pool("daily", PoolKind::Daily, 30).unwrap();
     let vol = cat.register_volume("BENCH1", None, Some("daily")).unwrap();
@@ -166,9 +184,9 @@ fn build(files: u64, dir: &std::path::Path) -> (Catalog, Vec<String>, f64) {
     (cat, sample, rate)
 }
 
-fn measure(files: u64, dir: &std::path::Path) -> Figures {
-    eprintln!("building a catalogue of {files} files ...");
-    let (cat, sample, insert_rate) = build(files, dir);
+fn measure(files: u64, dir: &std::path::Path, sums: bool) -> Figures {
+    eprintln!("building a catalogue of {files} files (checksums {sums}) ...");
+    let (cat, sample, insert_rate) = build(files, dir, sums);
     eprintln!("  inserted at {insert_rate:.0} files/s");
     let path = cat.path().to_path_buf();
     drop(cat);
@@ -185,6 +203,47 @@ fn measure(files: u64, dir: &std::path::Path) -> Figures {
         })
         .collect();
     times.sort();
+    // Reading the same catalogue with the records checked and not, alternating.
+    let mut walks = (Vec::new(), Vec::new());
+    for round in 0..6 {
+        let check = round % 2 == 0;
+        tapedeck::catalog::members::bench_checksums(check);
+        let t = Instant::now();
+        let mut walked = 0u64;
+        cat.files_of_backup("bench", |_| {
+            walked += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(walked, files);
+        if check { &mut walks.0 } else { &mut walks.1 }.push(t.elapsed().as_secs_f64());
+    }
+    tapedeck::catalog::members::bench_checksums(true);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let walk = Duration::from_secs_f64(median(walks.0));
+    let walk_unchecked = Duration::from_secs_f64(median(walks.1));
+    let records: Vec<(i64, i64, i64, i64, Vec<u8>)> = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT backup_id, first_seq, dir_id, count, data FROM members")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let t = Instant::now();
+    let mut all = 0i64;
+    for (b, f, d, c, data) in &records {
+        all ^= tapedeck::catalog::members::record_sum(*b, *f, *d, *c, data);
+    }
+    let sums = t.elapsed();
+    std::hint::black_box(all);
     let path_avg = times.iter().sum::<Duration>() / times.len() as u32;
     let path_p99 = times[times.len() * 99 / 100];
     let mut patterns = Vec::new();
@@ -210,11 +269,34 @@ fn measure(files: u64, dir: &std::path::Path) -> Figures {
     Figures {
         files,
         insert_rate,
+        walk,
+        walk_unchecked,
+        sums,
         path_avg,
         path_p99,
         patterns,
         bytes_per_file: size as f64 / files as f64,
     }
+}
+
+fn print(f: &Figures) {
+    println!("catalogue with {} files", f.files);
+    println!("  insert rate        {:>12.0} files/s", f.insert_rate);
+    println!("  whole-backup walk  {:>12.3} s", f.walk.as_secs_f64());
+    println!(
+        "  find --file        {:>9.3} ms average, {:.3} ms p99 ({} lookups)",
+        f.path_avg.as_secs_f64() * 1e3,
+        f.path_p99.as_secs_f64() * 1e3,
+        1000
+    );
+    for (p, hits, t) in &f.patterns {
+        println!(
+            "  find {:<14} {:>9.3} ms, {hits} versions (limit 1000)",
+            format!("'{p}'"),
+            t.as_secs_f64() * 1e3
+        );
+    }
+    println!("  database size      {:>12.1} bytes/file", f.bytes_per_file);
 }
 
 fn main() {
@@ -230,24 +312,54 @@ fn main() {
         tempfile::tempdir_in(std::env::var("CATALOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .expect("scratch directory");
     let keep = std::env::var_os("CATALOG_BENCH_KEEP").is_some();
+    let rounds = std::env::var("CATALOG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
     for files in sizes {
-        let f = measure(files, dir.path());
-        println!("catalogue with {} files", f.files);
-        println!("  insert rate        {:>12.0} files/s", f.insert_rate);
-        println!(
-            "  find --file        {:>9.3} ms average, {:.3} ms p99 ({} lookups)",
-            f.path_avg.as_secs_f64() * 1e3,
-            f.path_p99.as_secs_f64() * 1e3,
-            1000
-        );
-        for (p, hits, t) in &f.patterns {
-            println!(
-                "  find {:<14} {:>9.3} ms, {hits} versions (limit 1000)",
-                format!("'{p}'"),
-                t.as_secs_f64() * 1e3
-            );
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            with.push(measure(files, dir.path(), true));
+            without.push(measure(files, dir.path(), false));
         }
-        println!("  database size      {:>12.1} bytes/file", f.bytes_per_file);
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let rate = |v: &[Figures]| median(&mut v.iter().map(|f| f.insert_rate).collect());
+        let walk = |v: &[Figures]| median(&mut v.iter().map(|f| f.walk.as_secs_f64()).collect());
+        let unchecked = median(
+            &mut with
+                .iter()
+                .map(|f| f.walk_unchecked.as_secs_f64())
+                .collect(),
+        );
+        let find =
+            |v: &[Figures]| median(&mut v.iter().map(|f| f.path_avg.as_secs_f64()).collect());
+        let sum_time = median(&mut with.iter().map(|f| f.sums.as_secs_f64()).collect());
+        let insert_time = files as f64 / rate(&with);
+        print(with.last().expect("one round at least"));
+        println!(
+            "  computing every record's checksum alone: {:.1} ms, {:.2} % of the insert time",
+            sum_time * 1e3,
+            100.0 * sum_time / insert_time
+        );
+        println!(
+            "  member-record checksum ({rounds} rounds, medians): insert {:.3}x the time \
+             without, whole-backup walk {:.3}x (same catalogue, checked or not), find --file \
+             {:.3}x (target within 5 %)",
+            rate(&without) / rate(&with),
+            walk(&with) / unchecked,
+            find(&with) / find(&without),
+        );
+        eprintln!(
+            "  insert rate with {:.0}, without {:.0} files/s; walk {:.3} / {:.3} s",
+            rate(&with),
+            rate(&without),
+            walk(&with),
+            unchecked
+        );
     }
     if keep {
         eprintln!("kept {}", dir.keep().display());

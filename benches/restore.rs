@@ -7,6 +7,9 @@
 //!   Target: tapedeck at least 0.8 times tar's speed. With a core free the helper thread
 //!   writes while the main one reads and hashes; on a busy machine one thread does all
 //!   (the bench says how much the helper took).
+//! - The member records' checksums: the same whole-tape restore from the catalogue as
+//!   written (each record checked against its checksum) and from a copy whose records
+//!   carry none (as written before schema 3: not checked), alternating in the same run.
 //! - One small and one large file restored alone: bytes read from the cartridge (its
 //!   counters) against the file's size plus two blocks.
 //!
@@ -145,15 +148,39 @@ fn main() {
         tape_bytes as f64 / (1 << 20) as f64
     );
 
+    // The catalogue as written, and a copy whose member records carry no checksum.
+    let catalog = home.join("catalog.db");
+    let with_sums = work.join("catalog-sums.db");
+    let without_sums = work.join("catalog-no-sums.db");
+    fs::copy(&catalog, &with_sums).expect("copy the catalogue");
+    fs::copy(&catalog, &without_sums).expect("copy the catalogue");
+    rusqlite::Connection::open(&without_sums)
+        .and_then(|c| c.execute("UPDATE members SET sum = NULL", []))
+        .expect("the copy without checksums");
+    let use_catalog = |which: &Path| {
+        for suffix in ["-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", catalog.display()));
+        }
+        fs::copy(which, &catalog).expect("the catalogue for the run");
+    };
+
     let out = work.join("out");
     let mut ours = Vec::new();
+    let mut unchecked = Vec::new();
     let mut tars = Vec::new();
     let (mut helped, mut spans) = (0u64, 0u64);
     for _ in 0..runs {
-        for which in ["tapedeck", "tar"] {
+        for which in ["tapedeck", "tapedeck-no-sums", "tar"] {
             let _ = fs::remove_dir_all(&out);
             fs::create_dir_all(&out).expect("target");
-            let mut cmd = if which == "tapedeck" {
+            if which != "tar" {
+                use_catalog(if which == "tapedeck" {
+                    &with_sums
+                } else {
+                    &without_sums
+                });
+            }
+            let mut cmd = if which != "tar" {
                 let mut c = tapedeck(&home);
                 // -vv: a debug line says how much the helper thread took.
                 c.args(["-vv", "restore", "--tape", "TD0001L9", "--to"])
@@ -170,7 +197,9 @@ fn main() {
             let secs = start.elapsed().as_secs_f64();
             let stderr = String::from_utf8_lossy(&done.stderr);
             assert!(done.status.success(), "{cmd:?} failed: {stderr}");
-            if which == "tapedeck" {
+            if which == "tapedeck-no-sums" {
+                unchecked.push(secs);
+            } else if which == "tapedeck" {
                 ours.push(secs);
                 // "restore: helper thread in H of N large spans"
                 if let Some(rest) = stderr.split("helper thread in ").nth(1) {
@@ -186,7 +215,13 @@ fn main() {
         }
     }
     let _ = fs::remove_dir_all(&out);
-    let (ours, tar) = (median(ours), median(tars));
+    use_catalog(&with_sums);
+    let (ours, tar, unchecked) = (median(ours), median(tars), median(unchecked));
+    println!(
+        "member-record checksums: restore {ours:.2} s checked, {unchecked:.2} s without \
+         checksums: {:.3}x the time (target within 5 %)",
+        ours / unchecked
+    );
     let mbs = |secs: f64| tape_bytes as f64 / secs / 1e6;
     let ratio = tar / ours;
     println!(

@@ -102,7 +102,18 @@ fn after_the_catalogue_is_lost_rebuilding_the_volume_brings_find_back() {
     assert_eq!(before[1].len(), 2, "page07 is in both backups");
 
     forget_catalogue(&home);
-    assert!(versions(&home, &notes).is_empty());
+    // The library still holds the labelled volume: the empty catalogue says it was lost.
+    let out = home
+        .cmd()
+        .args(["find", "--file", notes.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tapedeck catalog rebuild --tape TD0001L9"),
+        "{stderr}"
+    );
 
     // The label names pool daily: the rebuild will not invent its retention.
     let (_, stderr) = rebuild(&home, "TD0001L9", &[], 2);

@@ -405,12 +405,14 @@ impl FileBatch<'_> {
                     .filter_map(|rec| split_path(&rec.path).map(|(_, name)| name)),
             )?;
             let mut insert_record = tx.prepare_cached(
-                "INSERT INTO members (backup_id, first_seq, dir_id, count, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO members (backup_id, first_seq, dir_id, count, data, sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut write_run = |first: i64, dir: i64, count: usize, data: &[u8]| {
+                let count = count as i64;
+                let sum = members::new_record_sum(backup_id, first, dir, count, data);
                 insert_record
-                    .execute(params![backup_id, first, dir, count as i64, data])
+                    .execute(params![backup_id, first, dir, count, data, sum])
                     .map(drop)
             };
             let mut insert_segment = tx.prepare_cached(

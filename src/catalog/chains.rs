@@ -11,8 +11,8 @@
 //! later backup in order, and the newest version of a path wins ([`Catalog::chain_state`]).
 
 use super::backups::FileKind;
-use super::members::{self, Member};
-use super::query::{damaged, BackupInfo, Found};
+use super::members::Member;
+use super::query::{BackupInfo, Found, RECORD_COLUMNS};
 use super::{Catalog, CatalogError, FileVersion, Result};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
@@ -113,20 +113,21 @@ impl Catalog {
             .and_then(|l| l.parent_id)
         {
             if !seen.insert(parent) {
-                return Err(CatalogError::Invalid(format!(
-                    "catalogue damaged: the parents of backup {} go round in a circle \
-                     (run `tapedeck catalog check`)",
-                    chain[0].uuid
-                )));
+                return Err(self.damaged(
+                    chain[0].id,
+                    None,
+                    "the parents of its chain go round in a circle".into(),
+                ));
             }
             let link = stmt
                 .query_row([parent], link_row)
                 .optional()?
                 .ok_or_else(|| {
-                    CatalogError::Invalid(format!(
-                        "catalogue damaged: the parent of backup {} is missing",
-                        chain[chain.len() - 1].uuid
-                    ))
+                    self.damaged(
+                        chain[chain.len() - 1].id,
+                        None,
+                        format!("its parent backup (#{parent}) is missing"),
+                    )
                 })?;
             chain.push(link);
         }
@@ -149,10 +150,10 @@ impl Catalog {
     /// The paths of members given as (backup id, member number), in the order given
     /// (sorting them by backup and number reads each record once).
     pub fn member_paths(&self, wanted: &[(i64, i64)]) -> Result<Vec<String>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT first_seq, dir_id, data FROM members
-             WHERE backup_id = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC LIMIT 1",
-        )?;
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM members
+             WHERE backup_id = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC LIMIT 1"
+        ))?;
         let mut dirs = DirPaths::default();
         // The record read last: backup, first member number, directory, members.
         let mut record: Option<(i64, i64, i64, Vec<Member>)> = None;
@@ -162,22 +163,14 @@ impl Catalog {
                 *b == backup_id && (*first..*first + ms.len() as i64).contains(&seq)
             });
             if !cached {
-                let row = stmt
-                    .query_row(rusqlite::params![backup_id, seq], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
-                        ))
-                    })
-                    .optional()?;
-                let Some((first, dir_id, data)) = row else {
+                let mut rows = stmt.query(rusqlite::params![backup_id, seq])?;
+                let Some(row) = rows.next()? else {
                     return Err(CatalogError::Invalid(format!(
                         "no member {seq} in backup {backup_id}"
                     )));
                 };
-                let ms = members::decode(&data).map_err(|e| damaged(backup_id, first, e))?;
-                record = Some((backup_id, first, dir_id, ms));
+                let (key, ms) = self.read_record(row)?;
+                record = Some((backup_id, key.first_seq, key.dir_id, ms));
             }
             let member = record.as_ref().and_then(|(_, first, dir_id, ms)| {
                 ms.get((seq - first) as usize).map(|m| (*dir_id, m.name_id))

@@ -1,6 +1,6 @@
 //! `catalog check`: SQLite's own integrity check plus the catalogue's invariants.
 
-use super::{members, Catalog, Result};
+use super::{Catalog, CatalogError, Result};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -45,9 +45,114 @@ const INVARIANTS: &[(&str, &str)] = &[
         "SELECT 'names above id ' || p.indexed_to || ' are not in the search index'
          FROM fts_progress p WHERE p.indexed_to < (SELECT COALESCE(MAX(id), 1) FROM names)",
     ),
+    (
+        "a backup built on a parent names it",
+        "SELECT 'backup ' || uuid || ' (' || kind || ') has no parent backup: its chain cannot be restored'
+         FROM backups WHERE kind != 'full' AND parent_id IS NULL AND origin = 'tapedeck'
+           AND status = 'complete'",
+    ),
+    (
+        "a backup's parent is in the catalogue",
+        "SELECT 'backup ' || b.uuid || ' (' || b.kind || ') builds on backup #' || b.parent_id
+                || ', which the catalogue does not have'
+         FROM backups b WHERE b.parent_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM backups p WHERE p.id = b.parent_id)",
+    ),
+    (
+        "a complete backup builds on a complete parent",
+        "SELECT 'backup ' || b.uuid || ' (' || b.kind || ') builds on backup ' || p.uuid
+                || ', which is ' || p.status
+         FROM backups b JOIN backups p ON p.id = b.parent_id
+         WHERE b.status = 'complete' AND p.status != 'complete'",
+    ),
+    (
+        "a backup that can be read builds on a parent that can be read",
+        "SELECT 'backup ' || b.uuid || ' (' || b.kind || ') builds on backup ' || p.uuid
+                || ', whose copy on volume ' || v.label || ' was overwritten'
+         FROM backups b JOIN backups p ON p.id = b.parent_id
+         JOIN backup_volumes pv ON pv.backup_id = p.id AND pv.overwritten = 1
+         JOIN volumes v ON v.id = pv.volume_id
+         WHERE b.status = 'complete'
+           AND NOT EXISTS (SELECT 1 FROM backup_volumes bv
+                           WHERE bv.backup_id = b.id AND bv.overwritten = 1)",
+    ),
 ];
 
+/// What a cartridge of the library holds at its start, as `catalog check` compares it
+/// with the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLabel {
+    pub barcode: String,
+    /// The tapedeck label on it: its name and uuid. `None`: blank or not tapedeck's.
+    pub label: Option<(String, String)>,
+}
+
 impl Catalog {
+    /// Whether the catalogue knows no volume and no backup (a new one, or one emptied or
+    /// replaced: with labelled volumes in the library it has been lost). A file without
+    /// the schema (opened read-only, not migrated) counts as empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        let known = self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM volumes) OR EXISTS (SELECT 1 FROM backups)",
+            [],
+            |r| r.get::<_, bool>(0),
+        );
+        match known {
+            Ok(known) => Ok(!known),
+            Err(_) if self.version()? == 0 => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The catalogue against what the library's cartridges say: a labelled volume the
+    /// catalogue does not know, or knows with another uuid, and a labelled volume of the
+    /// catalogue whose cartridge is in the library without its label. One line each.
+    pub fn check_library(&self, held: &[HeldLabel]) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for h in held {
+            let Some((label, uuid)) = &h.label else {
+                continue;
+            };
+            match self.find_volume(label)? {
+                None => problems.push(format!(
+                    "volume {label} (cartridge {}) is labelled in the library but the \
+                     catalogue does not know it: `tapedeck catalog rebuild --tape {label}`",
+                    h.barcode
+                )),
+                Some(v) if v.uuid.as_deref().is_some_and(|u| u != uuid) => problems.push(format!(
+                    "volume {label}: the library's cartridge {} has label uuid {uuid}, the \
+                         catalogue has {}: the tape was relabelled elsewhere",
+                    h.barcode,
+                    v.uuid.as_deref().unwrap_or("?")
+                )),
+                Some(_) => {}
+            }
+        }
+        for v in self.volumes(None)? {
+            let Some(uuid) = &v.uuid else { continue };
+            if held
+                .iter()
+                .any(|h| h.label.as_ref().is_some_and(|(l, _)| *l == v.label))
+            {
+                continue;
+            }
+            let cartridge = held
+                .iter()
+                .find(|h| v.barcode.as_deref() == Some(h.barcode.as_str()) || h.barcode == v.label);
+            if let Some(h) = cartridge {
+                let holds = match &h.label {
+                    Some((other, other_uuid)) => format!("label {other} (uuid {other_uuid})"),
+                    None => "no tapedeck label".into(),
+                };
+                problems.push(format!(
+                    "volume {} (uuid {uuid}): its cartridge {} in the library holds {holds}",
+                    v.label, h.barcode
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
     /// Runs every check; a report, not an error, describes what is wrong.
     pub fn check(&self) -> Result<CheckReport> {
         let mut report = CheckReport::default();
@@ -117,30 +222,15 @@ impl Catalog {
             }
             split.insert(key, (total, n));
         }
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT backup_id, first_seq, count, data FROM members")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let (backup_id, first_seq, count): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-            let data = r.get_ref(3)?.as_blob().unwrap_or_default();
-            let decoded = match members::decode(data) {
-                Ok(d) => d,
-                Err(e) => {
-                    report.problems.push(format!(
-                        "members record {first_seq} of backup {backup_id}: {e}"
-                    ));
-                    continue;
-                }
-            };
-            if decoded.len() as i64 != count {
-                report.problems.push(format!(
-                    "members record {first_seq} of backup {backup_id} holds {} members, not {count}",
-                    decoded.len()
-                ));
-            }
-            for (i, m) in decoded.iter().enumerate() {
-                let seq = first_seq + i as i64;
+        // Every backup's records, and records whose backup is gone, through the readers' path.
+        let mut stmt = self.conn().prepare(
+            "SELECT id FROM backups UNION SELECT DISTINCT backup_id FROM members ORDER BY 1",
+        )?;
+        let backup_ids = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for backup_id in backup_ids {
+            let walked = self.member_records(backup_id, |seq, _, m| {
                 if let Some(p) = m.part {
                     if !parts.contains(&(backup_id, p)) {
                         report.problems.push(format!(
@@ -162,6 +252,22 @@ impl Catalog {
                         )),
                     }
                 }
+                Ok(())
+            });
+            match walked {
+                Ok(()) => {}
+                Err(CatalogError::Damaged {
+                    backup,
+                    record,
+                    what,
+                    ..
+                }) => report.problems.push(format!(
+                    "backup {backup}{}: {what}",
+                    record
+                        .map(|r| format!(", member record {r}"))
+                        .unwrap_or_default()
+                )),
+                Err(e) => return Err(e),
             }
         }
         Ok(())

@@ -20,7 +20,7 @@ pub use backups::{
     BackupStatus, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup, Orphan, SegmentRecord,
 };
 pub use chains::{ChainLink, ChainState, DirPaths};
-pub use check::CheckReport;
+pub use check::{CheckReport, HeldLabel};
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
 pub use rebuild::{KnownBackup, ORIGIN_INDEX, ORIGIN_SCAN};
@@ -97,8 +97,53 @@ pub enum CatalogError {
     },
     #[error(transparent)]
     Refused(#[from] volumes::Refusal),
+    /// A record or row of the catalogue cannot be trusted: reading on would give an
+    /// incomplete answer.
+    #[error(
+        "catalogue {} is damaged: backup {backup}{}: {what}; {}",
+        path.display(),
+        record.map(|r| format!(", member record {r}")).unwrap_or_default(),
+        rebuild_hint(.volumes)
+    )]
+    Damaged {
+        path: PathBuf,
+        /// The backup's uuid (or `#id` when its row is gone).
+        backup: String,
+        /// The record's first member number, when the damage is in one record.
+        record: Option<i64>,
+        what: String,
+        /// The volumes the backup wrote, to rebuild from.
+        volumes: Vec<String>,
+    },
+    /// The catalogue knows nothing while the library holds labelled volumes: it was
+    /// emptied, truncated or replaced.
+    #[error(
+        "catalogue {} knows no volume or backup, but the library holds labelled volumes \
+         ({}): the catalogue is empty or was replaced; {}",
+        path.display(),
+        volumes.join(", "),
+        rebuild_hint(.volumes)
+    )]
+    Lost { path: PathBuf, volumes: Vec<String> },
     #[error("catalogue: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+/// How to recover a damaged catalogue from the tapes of `volumes`.
+pub fn rebuild_hint(volumes: &[String]) -> String {
+    let commands = if volumes.is_empty() {
+        "`tapedeck catalog rebuild --tape LABEL` for each of its volumes".to_string()
+    } else {
+        volumes
+            .iter()
+            .map(|v| format!("`tapedeck catalog rebuild --tape {v}`"))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    };
+    format!(
+        "rebuild it from the tapes with {commands} (the volume loaded in the drive; --scan \
+         also reads data no index describes)"
+    )
 }
 
 fn suggest(suggestion: &Option<String>, known: &[String]) -> String {

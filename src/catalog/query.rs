@@ -94,23 +94,23 @@ pub(super) struct Found {
     pub(super) member: Member,
 }
 
+/// The columns of `members` that [`Catalog::read_record`] reads, in its order.
+pub(super) const RECORD_COLUMNS: &str = "backup_id, first_seq, dir_id, count, data, sum";
+
 /// Finds the members named `name_id` in the records of directory `dir_id`.
 fn members_named(cat: &Catalog, dir_id: i64, name_id: i64) -> Result<Vec<Found>> {
-    let mut stmt = cat
-        .conn()
-        .prepare_cached("SELECT backup_id, first_seq, data FROM members WHERE dir_id = ?1")?;
+    let mut stmt = cat.conn().prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM members WHERE dir_id = ?1"
+    ))?;
     let mut rows = stmt.query([dir_id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let backup_id: i64 = r.get(0)?;
-        let first_seq: i64 = r.get(1)?;
-        let data = r.get_ref(2)?.as_blob().unwrap_or_default();
-        let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
+        let (record, decoded) = cat.read_record(r)?;
         for (i, member) in decoded.into_iter().enumerate() {
             if member.name_id == name_id {
                 out.push(Found {
-                    backup_id,
-                    seq: first_seq + i as i64,
+                    backup_id: record.backup_id,
+                    seq: record.first_seq + i as i64,
                     member,
                 });
             }
@@ -119,11 +119,12 @@ fn members_named(cat: &Catalog, dir_id: i64, name_id: i64) -> Result<Vec<Found>>
     Ok(out)
 }
 
-pub(super) fn damaged(backup_id: i64, first_seq: i64, e: members::Damaged) -> CatalogError {
-    CatalogError::Invalid(format!(
-        "catalogue damaged: members record {first_seq} of backup {backup_id}: {e} \
-         (run `tapedeck catalog check`)"
-    ))
+/// Where a record sits: its backup and first member number, its directory.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RecordKey {
+    pub(super) backup_id: i64,
+    pub(super) first_seq: i64,
+    pub(super) dir_id: i64,
 }
 
 /// How a name pattern is matched.
@@ -296,6 +297,15 @@ impl Catalog {
                         started_at: r.get(4)?,
                         status: BackupStatus::parse(&status),
                     })
+                })
+                .optional()?
+                .ok_or_else(|| {
+                    self.damaged(
+                        backup_id,
+                        None,
+                        "its member records are there but its row in the backups table is not"
+                            .into(),
+                    )
                 })?;
             let mut stmt = self.conn().prepare_cached(
                 "SELECT bv.seq, v.label, bv.tape_file FROM backup_volumes bv
@@ -500,25 +510,113 @@ impl Catalog {
         Ok(())
     }
 
+    /// Reads a row of `members` selected as [`RECORD_COLUMNS`]: the one way a record is
+    /// read. A record that fails its checksum, does not decode or holds another number of
+    /// members than it says is [`CatalogError::Damaged`], never skipped.
+    pub(super) fn read_record(&self, r: &rusqlite::Row<'_>) -> Result<(RecordKey, Vec<Member>)> {
+        let record = members::Record {
+            backup_id: r.get(0)?,
+            first_seq: r.get(1)?,
+            dir_id: r.get(2)?,
+            count: r.get(3)?,
+            data: r.get_ref(4)?.as_blob().unwrap_or_default(),
+            sum: r.get(5)?,
+        };
+        let key = RecordKey {
+            backup_id: record.backup_id,
+            first_seq: record.first_seq,
+            dir_id: record.dir_id,
+        };
+        match members::read_record(&record) {
+            Ok(decoded) => Ok((key, decoded)),
+            Err(e) => Err(self.damaged(key.backup_id, Some(key.first_seq), e.to_string())),
+        }
+    }
+
+    /// A [`CatalogError::Damaged`] for backup `backup_id`, named by its uuid and with the
+    /// volumes it wrote when the catalogue still has them.
+    pub(super) fn damaged(
+        &self,
+        backup_id: i64,
+        record: Option<i64>,
+        what: String,
+    ) -> CatalogError {
+        let uuid: Option<String> = self
+            .conn()
+            .query_row("SELECT uuid FROM backups WHERE id = ?1", [backup_id], |r| {
+                r.get(0)
+            })
+            .ok();
+        let volumes = self
+            .conn()
+            .prepare(
+                "SELECT DISTINCT v.label FROM backup_volumes bv JOIN volumes v ON v.id = bv.volume_id
+                 WHERE bv.backup_id = ?1 ORDER BY bv.seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([backup_id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .unwrap_or_default();
+        CatalogError::Damaged {
+            path: self.path().to_path_buf(),
+            backup: uuid.unwrap_or_else(|| format!("#{backup_id}")),
+            record,
+            what,
+            volumes,
+        }
+    }
+
     /// The member records of backup `backup_id` in tape order: member number, directory
-    /// id and the decoded record to `f`, no name looked up.
+    /// id and the decoded record to `f`, no name looked up. Every record is read through
+    /// [`Catalog::read_record`]; the records must follow each other without a gap, and
+    /// hold as many files as the backup counts.
     pub(super) fn member_records(
         &self,
         backup_id: i64,
         mut f: impl FnMut(i64, i64, Member) -> Result<()>,
     ) -> Result<()> {
-        let mut records = self.conn().prepare_cached(
-            "SELECT first_seq, dir_id, data FROM members WHERE backup_id = ?1 ORDER BY first_seq",
-        )?;
+        let files: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT files FROM backups WHERE id = ?1")?
+            .query_row([backup_id], |r| r.get(0))
+            .optional()?;
+        let Some(files) = files else {
+            return Err(self.damaged(
+                backup_id,
+                None,
+                "its row in the backups table is missing".into(),
+            ));
+        };
+        let mut records = self.conn().prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM members WHERE backup_id = ?1 ORDER BY first_seq"
+        ))?;
         let mut rows = records.query([backup_id])?;
+        let (mut next, mut found) = (0i64, 0i64);
         while let Some(r) = rows.next()? {
-            let first_seq: i64 = r.get(0)?;
-            let dir_id: i64 = r.get(1)?;
-            let data = r.get_ref(2)?.as_blob().unwrap_or_default();
-            let decoded = members::decode(data).map_err(|e| damaged(backup_id, first_seq, e))?;
-            for (i, member) in decoded.into_iter().enumerate() {
-                f(first_seq + i as i64, dir_id, member)?;
+            let (key, decoded) = self.read_record(r)?;
+            if key.first_seq != next {
+                return Err(self.damaged(
+                    backup_id,
+                    Some(key.first_seq),
+                    format!(
+                        "members {next} to {} are missing before it",
+                        key.first_seq - 1
+                    ),
+                ));
             }
+            next += decoded.len() as i64;
+            for (i, member) in decoded.into_iter().enumerate() {
+                found += i64::from(member.kind() != FileKind::Deleted);
+                f(key.first_seq + i as i64, key.dir_id, member)?;
+            }
+        }
+        if found != files {
+            return Err(self.damaged(
+                backup_id,
+                None,
+                format!("its member records hold {found} files, but the backup counts {files}"),
+            ));
         }
         Ok(())
     }

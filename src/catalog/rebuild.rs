@@ -236,6 +236,29 @@ impl Catalog {
         })
     }
 
+    /// The damage readers would find in the member records of a backup, if any.
+    pub fn records_damage(&self, backup_id: i64) -> Result<Option<CatalogError>> {
+        match self.member_records(backup_id, |_, _, _| Ok(())) {
+            Ok(()) => Ok(None),
+            Err(e @ CatalogError::Damaged { .. }) => Ok(Some(e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a backup's member records and split segments (its row, parts and chain
+    /// links stay), so that they are recorded again, as when they were found damaged.
+    pub fn clear_records(&mut self, backup_id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM segments WHERE backup_id = ?1", [backup_id])?;
+            tx.execute("DELETE FROM members WHERE backup_id = ?1", [backup_id])?;
+            tx.execute(
+                "UPDATE backups SET files = 0, bytes = 0 WHERE id = ?1",
+                [backup_id],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Removes a backup and everything recorded of it (members, parts, split segments).
     /// Names and directories stay: other backups may share them, and unused ones cost
     /// nothing but a row.

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use tapedeck::catalog::{
-    format_time, Catalog, CatalogError, Orphan, Overwrite, PoolKind, Volume, VolumeStatus,
+    format_time, rebuild_hint, Catalog, CatalogError, HeldLabel, Orphan, Overwrite, PoolKind,
+    Volume, VolumeStatus,
 };
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveKind};
@@ -41,10 +42,31 @@ fn reap_orphans(cat: &mut Catalog) -> Result<()> {
     Ok(())
 }
 
-/// Opens the catalogue for questions; a read-only file still answers them. Backups left
-/// `running` by a process that died are marked failed first where the catalogue can be
-/// written, so no answer shows a dead backup as running.
+/// Opens the catalogue for questions; a read-only file still answers them. A catalogue
+/// that knows nothing while the library holds labelled volumes (emptied, truncated to 0
+/// bytes, replaced) is refused with the rebuild commands: its answers would all be
+/// "nothing". Backups left `running` by a process that died are marked failed first
+/// where the catalogue can be written, so no answer shows a dead backup as running.
 pub fn open_for_reading(config: &Config) -> Result<Catalog> {
+    let cat = open_as_is(config)?;
+    if cat.is_empty()? {
+        let volumes: Vec<String> = library_labels(config)?
+            .into_iter()
+            .filter_map(|h| h.label.map(|(label, _)| label))
+            .collect();
+        if !volumes.is_empty() {
+            return Err(CatalogError::Lost {
+                path: cat.path().to_path_buf(),
+                volumes,
+            }
+            .into());
+        }
+    }
+    Ok(cat)
+}
+
+/// Opens the catalogue for reading, whatever it holds.
+pub fn open_as_is(config: &Config) -> Result<Catalog> {
     let path = config.catalog_path();
     match Catalog::open(&path) {
         Ok(mut c) => {
@@ -57,6 +79,26 @@ pub fn open_for_reading(config: &Config) -> Result<Catalog> {
         Err(CatalogError::ReadOnly { .. }) => Ok(Catalog::open_read_only(&path)?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What the virtual library's cartridges hold at their start (none without a library).
+fn library_labels(config: &Config) -> Result<Vec<HeldLabel>> {
+    if !config.vlib_enabled() {
+        return Ok(Vec::new());
+    }
+    let lib = match Library::open(&config.vlib_dir()) {
+        Ok(lib) => lib,
+        Err(tapedeck::vlib::VlibError::Missing(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(lib
+        .labels()?
+        .into_iter()
+        .map(|(barcode, label)| HeldLabel {
+            barcode,
+            label: label.map(|l| (l.label, l.uuid)),
+        })
+        .collect())
 }
 
 #[derive(Debug, Subcommand)]
@@ -508,8 +550,17 @@ fn label_volume(args: LabelArgs, config: &Config) -> Result<()> {
 pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
     match cmd {
         CatalogCommand::Check { json } => {
-            let cat = open_for_reading(config)?;
-            let report = cat.check()?;
+            let cat = open_as_is(config)?;
+            let mut report = cat.check()?;
+            let held = library_labels(config)?;
+            if cat.is_empty()? && held.iter().any(|h| h.label.is_some()) {
+                report.problems.push(
+                    "the catalogue knows no volume or backup, but the library holds labelled \
+                     volumes: it is empty or was replaced"
+                        .into(),
+                );
+            }
+            report.problems.extend(cat.check_library(&held)?);
             if json {
                 print_json(&report)?;
             } else {
@@ -525,14 +576,15 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
             }
             if !report.is_ok() {
                 anyhow::bail!(
-                    "catalogue {}: {} problems found",
+                    "catalogue {}: {} problems found; {}",
                     cat.path().display(),
-                    report.integrity.len() + report.problems.len()
+                    report.integrity.len() + report.problems.len(),
+                    rebuild_hint(&[])
                 );
             }
         }
         CatalogCommand::Backup { to } => {
-            let cat = open_for_reading(config)?;
+            let cat = open_as_is(config)?;
             cat.backup_to(&to)?;
             outln!("Copied the catalogue to {}.", to.display());
         }

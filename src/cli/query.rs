@@ -240,7 +240,8 @@ struct DriveRow {
 }
 
 pub fn inventory(args: InventoryArgs, config: &Config) -> Result<()> {
-    let cat = open_for_reading(config)?;
+    // What the library holds is worth seeing even when the catalogue was lost.
+    let cat = super::catalog::open_as_is(config)?;
     let mut elements = Vec::new();
     if config.vlib_enabled() {
         let lib = drives::virtual_library(config)?;

@@ -810,7 +810,16 @@ fn on_index_line(
             let IndexState::Waiting(cat) = std::mem::replace(state, IndexState::Done) else {
                 return Err(Stop::Damaged("a second header".into()));
             };
-            if let Some(k) = cat.known_backup(&h.uuid)? {
+            let known = cat.known_backup(&h.uuid)?;
+            // A backup whose records are damaged is recorded again from its index, in place.
+            let damaged = match &known {
+                Some(k) if cat.records_damage(k.id)?.is_some() => {
+                    cat.clear_records(k.id)?;
+                    Some(k.id)
+                }
+                _ => None,
+            };
+            if let Some(k) = known.filter(|_| damaged.is_none()) {
                 // Recorded before its parent was: link them now that the parent may be.
                 let linked = match (&h.parent, k.parent_id) {
                     (Some(p), None) if cat.link_parent(k.id, p)? => {
@@ -831,19 +840,22 @@ fn on_index_line(
             };
             let missing_parent = h.parent.clone().filter(|_| parent.is_none());
             let started_at = index_read::parse_time(&h.started).unwrap_or(0);
-            let id = cat.begin_backup(&NewBackup {
-                uuid: &h.uuid,
-                job: h.job.as_deref(),
-                label: h.label.as_deref(),
-                kind: &h.kind,
-                parent_uuid: parent,
-                pool: vol.pool.as_deref(),
-                started_at,
-                drive: None,
-                strategy: None,
-                block_size: Some(i64::from(h.block_size)),
-                origin: ORIGIN_INDEX,
-            })?;
+            let id = match damaged {
+                Some(id) => id,
+                None => cat.begin_backup(&NewBackup {
+                    uuid: &h.uuid,
+                    job: h.job.as_deref(),
+                    label: h.label.as_deref(),
+                    kind: &h.kind,
+                    parent_uuid: parent,
+                    pool: vol.pool.as_deref(),
+                    started_at,
+                    drive: None,
+                    strategy: None,
+                    block_size: Some(i64::from(h.block_size)),
+                    origin: ORIGIN_INDEX,
+                })?,
+            };
             let mut volumes = HashMap::new();
             volumes.insert(vol.label.label.clone(), vol.id);
             *state = IndexState::Recording(Box::new(Recording {

@@ -481,6 +481,31 @@ impl Library {
         Ok(all)
     }
 
+    /// What tape file 0 of each cartridge holds, by barcode: the tapedeck label, or
+    /// `None` (blank, or not a tapedeck label). Read from the files, no drive moved.
+    pub fn labels(&self) -> Result<Vec<(String, Option<crate::label::Label>)>, VlibError> {
+        let mut out = Vec::new();
+        for meta in self.cartridges()? {
+            let dir = self.cartridge_dir(&meta.barcode);
+            let path = Cartridge::tape_file_path(&dir, 0);
+            let mut block = Vec::new();
+            if meta.block_size > 0 {
+                match File::open(&path) {
+                    Ok(f) => {
+                        use std::io::Read;
+                        f.take(u64::from(meta.block_size))
+                            .read_to_end(&mut block)
+                            .map_err(|e| VlibError::io(&path, e))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(VlibError::io(&path, e)),
+                }
+            }
+            out.push((meta.barcode, crate::label::Label::from_block(&block)));
+        }
+        Ok(out)
+    }
+
     /// Changes a cartridge's `cartridge.json` (faults, write protection) while no drive
     /// has it open.
     pub fn update_cartridge(
