@@ -95,6 +95,8 @@ pub struct Volume {
     pub labelled_at: Option<i64>,
     pub written_at: Option<i64>,
     pub error: Option<String>,
+    /// Why the volume must never be written (a tape another tool wrote), if so.
+    pub read_only: Option<String>,
 }
 
 impl Volume {
@@ -106,7 +108,7 @@ impl Volume {
 
 const VOLUME_COLUMNS: &str = "v.id, v.label, v.barcode, v.uuid, p.name, v.media, v.capacity, \
     v.used, v.status, v.location, v.block_size, v.tape_files, v.expires_at, v.passes, \
-    v.labelled_at, v.written_at, v.error";
+    v.labelled_at, v.written_at, v.error, v.read_only";
 
 fn volume_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
     let status: String = r.get(8)?;
@@ -128,6 +130,7 @@ fn volume_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
         labelled_at: r.get(14)?,
         written_at: r.get(15)?,
         error: r.get(16)?,
+        read_only: r.get(17)?,
     })
 }
 

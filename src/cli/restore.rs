@@ -156,8 +156,8 @@ fn lto9_fallback() -> DriveModel {
 pub(super) struct Volumes {
     spec: DriveSpec,
     library: Option<(Library, Element)>,
-    /// label -> (barcode, block size, catalogue location)
-    known: HashMap<String, (String, u64, Option<String>)>,
+    /// label -> (barcode, block size, catalogue location, uuid)
+    known: HashMap<String, (String, u64, Option<String>, Option<String>)>,
     wait: Wait,
     interrupt: Interrupt,
 }
@@ -182,7 +182,7 @@ impl Volumes {
                     .block_size
                     .filter(|b| *b > 0)
                     .map_or(DEFAULT_BLOCK_SIZE, |b| b as u64);
-                (v.label, (barcode, block, v.location))
+                (v.label, (barcode, block, v.location, v.uuid))
             })
             .collect();
         Ok(Volumes {
@@ -243,6 +243,12 @@ impl Volumes {
             }
             None => {
                 let mut drive = self.spec.open()?;
+                let uuid = self.known.get(label).and_then(|k| k.3.as_deref());
+                if let Some(uuid) = uuid.filter(|u| u.starts_with(label::FIRST_BLOCK_ID)) {
+                    // A tape another tool wrote: known by its first block.
+                    let first = label::read_first_block(drive.as_mut())?;
+                    return Ok(first.filter(|f| f.identity() == uuid).map(|_| drive));
+                }
                 match label::read_tape_start(drive.as_mut())? {
                     TapeStart::Labelled(l) if l.label == label => Ok(Some(drive)),
                     _ => Ok(None),
