@@ -246,19 +246,33 @@ fn a_damaged_tape_file_is_reported_and_the_others_are_catalogued() {
     for b in &mut cut[second + 100..second + 160] {
         *b = 0x5a;
     }
-    write_foreign_tape(
-        &home,
-        &[
-            TapeFile::Data(gnu_tar(&src, &["data/photos/a.jpg"])),
-            TapeFile::Data(cut),
-            TapeFile::Data(vec![0x41; BLOCK]),
-            TapeFile::Data(gnu_tar(&src, &["data/photos/b.jpg"])),
-        ],
-    );
+    let files = [
+        gnu_tar(&src, &["data/photos/a.jpg"]),
+        cut,
+        vec![0x41; BLOCK],
+        gnu_tar(&src, &["data/photos/b.jpg"]),
+        gnu_tar(&src, &["data/docs/big.bin"]),
+    ];
+    // A medium error inside the last tape file (each tape file's blocks and its filemark
+    // count as objects).
+    let last_start: usize = files[..4].iter().map(|f| f.len() / BLOCK + 1).sum();
+    write_foreign_tape(&home, &files.map(TapeFile::Data));
+    let meta = home.cartridge(TAPE).join("cartridge.json");
+    let mut cart: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+    cart["faults"]["read_error_at"] = json!(last_start + 20);
+    fs::write(&meta, cart.to_string()).unwrap();
+
     let (report, err) = import(&home, &[], 1);
     assert_eq!(
         outcomes(&report),
-        ["recorded", "damaged", "damaged", "recorded"],
+        ["recorded", "damaged", "damaged", "recorded", "damaged"],
+        "{report}"
+    );
+    assert!(
+        report["problems"][2]
+            .as_str()
+            .unwrap()
+            .starts_with("tape file 4: "),
         "{report}"
     );
     let problems = report["problems"].to_string();
@@ -270,7 +284,7 @@ fn a_damaged_tape_file_is_reported_and_the_others_are_catalogued() {
         problems.contains("tape file 2: cannot be scanned") && problems.contains("not a tar"),
         "{problems}"
     );
-    assert!(err.contains("2 tape files could not be recorded"), "{err}");
+    assert!(err.contains("3 tape files could not be recorded"), "{err}");
     only_version(&home, "/data/photos/a.jpg");
     only_version(&home, "/data/photos/b.jpg");
     assert!(versions(&home, "/data/docs/notes.txt").is_empty());
@@ -293,7 +307,7 @@ fn a_damaged_tape_file_is_reported_and_the_others_are_catalogued() {
     let (again, _) = import(&home, &[], 1);
     assert_eq!(
         outcomes(&again),
-        ["skipped", "damaged", "damaged", "skipped"]
+        ["skipped", "damaged", "damaged", "skipped", "damaged"]
     );
 }
 
