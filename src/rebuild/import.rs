@@ -118,8 +118,9 @@ pub enum ImportError {
     )]
     NoName { drive: String },
     #[error(
-        "the tape in {drive} was catalogued before as volume {known} (same first block); \
-         import it again without --label, or as --label {known}"
+        "the tape in {drive} was catalogued before as volume {known} (same first block): not \
+         importing it a second time as {wanted}; import it again without --label, or as \
+         --label {known}"
     )]
     OtherName {
         drive: String,
