@@ -101,27 +101,73 @@ fn describe_foreign(block: &[u8]) -> String {
     }
 }
 
-/// Rewinds and reads tape file 0 in variable-block mode (whatever its block size), then
-/// restores the drive's block size and rewinds again.
-pub fn read_tape_start(drive: &mut dyn TapeDrive) -> Result<TapeStart, LabelError> {
+/// The first block recorded on a tape, past any filemarks at BOT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstBlock {
+    /// Filemarks before it: empty tape files at the start of the tape.
+    pub leading_filemarks: u64,
+    pub data: Vec<u8>,
+}
+
+/// Prefix of the identity given to a tape without a tapedeck label: the BLAKE3 of its
+/// first block, so the same tape is recognised when it is read again.
+pub const FIRST_BLOCK_ID: &str = "first-block:";
+
+impl FirstBlock {
+    /// `first-block:<BLAKE3 hex>`: the identity of a tape tapedeck did not label.
+    pub fn identity(&self) -> String {
+        format!("{FIRST_BLOCK_ID}{}", blake3::hash(&self.data).to_hex())
+    }
+}
+
+/// Rewinds and reads the first block of the tape in variable-block mode (whatever its
+/// size), past filemarks at BOT; `None` when nothing but filemarks is recorded. The
+/// drive's block size is restored and the tape rewound again.
+pub fn read_first_block(drive: &mut dyn TapeDrive) -> Result<Option<FirstBlock>, LabelError> {
     let previous = drive.status()?.block_size;
     drive.rewind()?;
     drive.set_block_size(0)?;
     let max = drive.block_limits()?.max as usize;
     let mut buf = vec![0u8; max];
-    let outcome = drive.read_block(&mut buf);
+    let mut leading_filemarks = 0u64;
+    let outcome = loop {
+        match drive.read_block(&mut buf) {
+            Ok(ReadOutcome::Filemark) => leading_filemarks += 1,
+            other => break other,
+        }
+    };
     drive.set_block_size(previous)?;
     drive.rewind()?;
-    let start = match outcome {
-        Ok(ReadOutcome::Block(n)) => match Label::from_block(&buf[..n]) {
+    match outcome? {
+        ReadOutcome::Block(n) => {
+            buf.truncate(n);
+            Ok(Some(FirstBlock {
+                leading_filemarks,
+                data: buf,
+            }))
+        }
+        ReadOutcome::Filemark | ReadOutcome::EndOfData => Ok(None),
+    }
+}
+
+/// Reads what is at the start of the tape (see [`read_first_block`]). Data after
+/// filemarks at BOT is foreign: tapedeck writes its label as the very first block.
+pub fn read_tape_start(drive: &mut dyn TapeDrive) -> Result<TapeStart, LabelError> {
+    let start = match read_first_block(drive) {
+        Ok(None) => TapeStart::Blank,
+        Ok(Some(first)) if first.leading_filemarks > 0 => TapeStart::Foreign(format!(
+            "{} after {} filemarks at the beginning of the tape",
+            describe_foreign(&first.data),
+            first.leading_filemarks
+        )),
+        Ok(Some(first)) => match Label::from_block(&first.data) {
             Some(label) => TapeStart::Labelled(label),
-            None => TapeStart::Foreign(describe_foreign(&buf[..n])),
+            None => TapeStart::Foreign(describe_foreign(&first.data)),
         },
-        Ok(ReadOutcome::Filemark | ReadOutcome::EndOfData) => TapeStart::Blank,
-        Err(TapeError::Medium { .. }) => {
+        Err(LabelError::Tape(TapeError::Medium { .. })) => {
             TapeStart::Foreign("a first block that cannot be read (medium error)".into())
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     Ok(start)
 }
@@ -181,6 +227,40 @@ mod tests {
         let mut l = label();
         l.block_size = 1024;
         assert!(matches!(l.to_block(), Err(LabelError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn data_after_filemarks_at_bot_is_foreign_and_has_a_first_block() {
+        use crate::tape::{Changer, Element};
+        use crate::vlib::{InitOptions, Library};
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            time_scale: 0.0,
+            ..InitOptions::default()
+        };
+        let lib = Library::init(dir.path(), &opts).unwrap();
+        lib.changer()
+            .move_medium(Element::Slot(1), Element::Drive(0))
+            .unwrap();
+        let mut drive = lib.open_drive("lto9").unwrap();
+        drive.set_block_size(1024).unwrap();
+        drive.write_filemarks(2, false).unwrap();
+        assert_eq!(read_tape_start(&mut drive).unwrap(), TapeStart::Blank);
+        assert_eq!(read_first_block(&mut drive).unwrap(), None);
+        drive.space_to_eod().unwrap();
+        drive.write_block(&[7; 1024]).unwrap();
+        drive.write_filemarks(1, false).unwrap();
+        match read_tape_start(&mut drive).unwrap() {
+            TapeStart::Foreign(what) => assert!(what.contains("after 2 filemarks"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        let first = read_first_block(&mut drive).unwrap().unwrap();
+        assert_eq!((first.leading_filemarks, first.data.len()), (2, 1024));
+        assert_eq!(
+            first.identity(),
+            format!("first-block:{}", blake3::hash(&[7; 1024]).to_hex())
+        );
+        assert_eq!(drive.position().unwrap(), 0, "rewound");
     }
 
     #[test]

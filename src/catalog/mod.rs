@@ -23,7 +23,7 @@ pub use chains::{ChainLink, ChainState, DirPaths};
 pub use check::{CheckReport, HeldLabel};
 pub use pools::{Pool, PoolKind, PoolSummary};
 pub use query::{BackupNode, BackupRef, BackupSummary, FileVersion, SegmentInfo};
-pub use rebuild::{KnownBackup, ORIGIN_INDEX, ORIGIN_SCAN};
+pub use rebuild::{ForeignVolume, KnownBackup, ORIGIN_IMPORT, ORIGIN_INDEX, ORIGIN_SCAN};
 pub use volumes::{
     Keep, LabelRecord, Loss, Overwrite, Refusal, TapeErrorRecord, Volume, VolumeStatus,
 };

@@ -5,7 +5,7 @@
 
 use super::backups::BackupStatus;
 use super::volumes::LabelRecord;
-use super::{Catalog, CatalogError, Result, Volume};
+use super::{Catalog, CatalogError, Result, Volume, VolumeStatus};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -13,6 +13,25 @@ use serde::Serialize;
 pub const ORIGIN_INDEX: &str = "rebuild";
 /// `backups.origin` of a backup recorded from a data tape file's tar headers alone.
 pub const ORIGIN_SCAN: &str = "rebuild-scan";
+/// `backups.origin` of a tape file of a tape another tool wrote, catalogued by
+/// `catalog import-tape` from its tar headers.
+pub const ORIGIN_IMPORT: &str = "import";
+
+/// A tape tapedeck did not write, as `catalog import-tape` records it.
+#[derive(Debug, Clone)]
+pub struct ForeignVolume<'a> {
+    pub label: &'a str,
+    pub barcode: Option<&'a str>,
+    /// Derived from the tape's first block (`first-block:<BLAKE3 hex>`).
+    pub uuid: &'a str,
+    pub pool: Option<&'a str>,
+    pub media: Option<&'a str>,
+    pub capacity: Option<i64>,
+    pub block_size: i64,
+    pub location: Option<&'a str>,
+    /// Why it must never be written.
+    pub read_only: &'a str,
+}
 
 /// A backup the catalogue already has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,6 +144,137 @@ impl Catalog {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Records a tape another tool wrote: a new volume, or the catalogue's volume of this
+    /// label (registered by hand or by `migrate-pytp`, or imported before) taken over. It
+    /// is read-only with the reason given, and full. A volume with another uuid is
+    /// another tape: refused, as is a uuid another volume has. Returns the volume and
+    /// whether the catalogue knew it.
+    pub fn record_foreign_volume(&mut self, rec: &ForeignVolume<'_>) -> Result<(Volume, bool)> {
+        let existing = self.find_volume(rec.label)?;
+        if let Some(v) = &existing {
+            if v.uuid.as_deref().is_some_and(|u| u != rec.uuid) {
+                return Err(CatalogError::Invalid(format!(
+                    "the catalogue's volume {} is another tape (uuid {}), not this one ({})",
+                    v.label,
+                    v.uuid.as_deref().unwrap_or("?"),
+                    rec.uuid
+                )));
+            }
+        }
+        let id = existing.as_ref().map_or(-1, |v| v.id);
+        self.check_uuid_free(rec.uuid, id)?;
+        let v = match existing {
+            Some(v) => v,
+            None => self.register_volume(rec.label, rec.barcode, rec.pool)?,
+        };
+        if let Some(pool) = rec.pool {
+            self.assign_pool(&v.label, pool, false)?;
+        }
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE volumes SET uuid = ?2, barcode = COALESCE(barcode, ?3),
+                    media = COALESCE(media, ?4), capacity = COALESCE(capacity, ?5),
+                    block_size = ?6, location = COALESCE(?7, location), read_only = ?8
+                 WHERE id = ?1",
+                params![
+                    v.id,
+                    rec.uuid,
+                    rec.barcode,
+                    rec.media,
+                    rec.capacity,
+                    rec.block_size,
+                    rec.location,
+                    rec.read_only
+                ],
+            )?;
+            Ok(())
+        })?;
+        if v.status != VolumeStatus::Full && v.status.can_become(VolumeStatus::Full) {
+            self.set_volume_status(&v.label, VolumeStatus::Full, None)?;
+        }
+        Ok((self.volume(rec.label)?, id != -1))
+    }
+
+    /// The volume with this uuid, if the catalogue has it.
+    pub fn volume_with_uuid(&self, uuid: &str) -> Result<Option<Volume>> {
+        let label: Option<String> = self
+            .conn()
+            .query_row("SELECT label FROM volumes WHERE uuid = ?1", [uuid], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        label.map(|l| self.volume(&l)).transpose()
+    }
+
+    /// Makes two records of one backup one: backup `keep` (whose members are the ones
+    /// to keep, read from tape) takes the identity of backup `identity` (its uuid, job,
+    /// label, kind, parent, start time and strategy, as an earlier history import
+    /// recorded them), whose own members and row are removed; its children become
+    /// `keep`'s. One transaction: either both are as they were or they are one. A backup
+    /// of a job already (one that took an identity before) keeps it: false.
+    pub fn merge_backup_identity(&mut self, keep: i64, identity: i64) -> Result<bool> {
+        self.write(|tx| {
+            let job: Option<i64> =
+                tx.query_row("SELECT job_id FROM backups WHERE id = ?1", [keep], |r| {
+                    r.get(0)
+                })?;
+            if job.is_some() || keep == identity {
+                return Ok(false);
+            }
+            type Identity = (
+                String,
+                Option<i64>,
+                Option<String>,
+                String,
+                Option<i64>,
+                i64,
+                Option<String>,
+            );
+            let who: Identity = tx.query_row(
+                "SELECT uuid, job_id, label, kind, parent_id, started_at, strategy
+                 FROM backups WHERE id = ?1",
+                [identity],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )?;
+            tx.execute(
+                "UPDATE backups SET parent_id = ?1 WHERE parent_id = ?2",
+                [keep, identity],
+            )?;
+            for sql in [
+                "UPDATE tape_errors SET backup_id = ?1 WHERE backup_id = ?2",
+                "UPDATE drive_stats SET backup_id = ?1 WHERE backup_id = ?2",
+            ] {
+                tx.execute(sql, [keep, identity])?;
+            }
+            tx.execute("DELETE FROM segments WHERE backup_id = ?1", [identity])?;
+            tx.execute("DELETE FROM members WHERE backup_id = ?1", [identity])?;
+            tx.execute(
+                "DELETE FROM backup_volumes WHERE backup_id = ?1",
+                [identity],
+            )?;
+            tx.execute("DELETE FROM backups WHERE id = ?1", [identity])?;
+            let (uuid, job_id, label, kind, parent_id, started_at, strategy) = who;
+            tx.execute(
+                "UPDATE backups SET uuid = ?2, job_id = ?3, label = ?4, kind = ?5,
+                    parent_id = CASE WHEN ?6 = id THEN NULL ELSE ?6 END, started_at = ?7,
+                    strategy = COALESCE(?8, strategy)
+                 WHERE id = ?1",
+                params![keep, uuid, job_id, label, kind, parent_id, started_at, strategy],
+            )?;
+            Ok(true)
+        })
     }
 
     /// A volume a backup's index names (another volume of a spanned backup): registered

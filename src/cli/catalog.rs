@@ -198,6 +198,9 @@ pub enum CatalogCommand {
     /// Recreate a volume's catalogue entries from the tape in the drive: its label, its
     /// index tape files, and with --scan its data tape files' tar headers
     Rebuild(super::rebuild::RebuildArgs),
+    /// Catalogue a tape another tool wrote (such as pytp's plain tar tape files) from its
+    /// tar headers, as a read-only volume
+    ImportTape(super::import_tape::ImportTapeArgs),
 }
 
 pub fn pool(cmd: PoolCommand, config: &Config) -> Result<()> {
@@ -264,7 +267,10 @@ fn volume_table(volumes: &[Volume]) -> Table {
         t.row(vec![
             v.label.clone(),
             v.pool.clone().unwrap_or_else(|| "(scratch)".into()),
-            v.status.to_string(),
+            match v.read_only {
+                Some(_) => format!("{} read-only", v.status),
+                None => v.status.to_string(),
+            },
             format_size(v.used as u64),
             or_dash(v.capacity.map(|c| format_size(c as u64))),
             v.tape_files.to_string(),
@@ -336,6 +342,7 @@ pub fn volume(cmd: VolumeCommand, config: &Config) -> Result<()> {
                 ("Last written", or_dash(v.written_at.map(format_time))),
                 ("Location", or_dash(v.location.as_ref())),
                 ("Error", or_dash(v.error.as_ref())),
+                ("Read-only", or_dash(v.read_only.as_ref())),
             ];
             for (k, val) in rows {
                 outln!("{:<16} {val}", format!("{k}:"));
@@ -589,6 +596,7 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
             outln!("Copied the catalogue to {}.", to.display());
         }
         CatalogCommand::Rebuild(args) => super::rebuild::run(args, config)?,
+        CatalogCommand::ImportTape(args) => super::import_tape::run(args, config)?,
     }
     Ok(())
 }

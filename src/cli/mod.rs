@@ -30,6 +30,7 @@ macro_rules! err {
 mod backup;
 mod catalog;
 mod changer;
+mod import_tape;
 mod migrate;
 mod output;
 mod query;

@@ -152,6 +152,19 @@ fn lto9_fallback() -> DriveModel {
     }
 }
 
+/// What the catalogue knows of a volume, for reading it.
+struct KnownVolume {
+    barcode: String,
+    block: u64,
+    /// Where the catalogue last saw it (for a tape outside the library).
+    location: Option<String>,
+    /// The cartridge's LTO generation, when its media or barcode says.
+    generation: Option<u8>,
+    /// The volume's uuid: from its label, or `first-block:...` for a tape another tool
+    /// wrote.
+    uuid: Option<String>,
+}
+
 /// Where the volumes are and what the drive holds, for planning and mounting.
 pub(super) struct Volumes {
     /// The drive reading now.
@@ -160,8 +173,8 @@ pub(super) struct Volumes {
     /// The drives a volume may be read with, and their LTO generations: the one asked
     /// for with --drive, else every drive of the virtual library (or the default drive).
     drives: Vec<(DriveSpec, Option<u8>)>,
-    /// label -> (barcode, block size, catalogue location, LTO generation)
-    known: HashMap<String, (String, u64, Option<String>, Option<u8>)>,
+    /// What the catalogue knows of each volume, by label.
+    known: HashMap<String, KnownVolume>,
     wait: Wait,
     interrupt: Interrupt,
 }
@@ -188,7 +201,14 @@ impl Volumes {
                     .filter(|b| *b > 0)
                     .map_or(DEFAULT_BLOCK_SIZE, |b| b as u64);
                 let generation = lto::cartridge_generation(v.media.as_deref(), Some(&barcode));
-                (v.label, (barcode, block, v.location, generation))
+                let known = KnownVolume {
+                    barcode,
+                    block,
+                    location: v.location,
+                    generation,
+                    uuid: v.uuid,
+                };
+                (v.label, known)
             })
             .collect();
         Ok(Volumes {
@@ -202,7 +222,7 @@ impl Volumes {
     }
 
     fn barcode<'a>(&'a self, label: &'a str) -> &'a str {
-        self.known.get(label).map_or(label, |k| k.0.as_str())
+        self.known.get(label).map_or(label, |k| k.barcode.as_str())
     }
 
     /// Block size and where the volume is, as the operator reads it.
@@ -210,7 +230,9 @@ impl Volumes {
         let (block, catalogued) = self
             .known
             .get(label)
-            .map_or((DEFAULT_BLOCK_SIZE, None), |k| (k.1, k.2.clone()));
+            .map_or((DEFAULT_BLOCK_SIZE, None), |k| {
+                (k.block, k.location.clone())
+            });
         let place = self.library.as_ref().and_then(|(lib, _)| {
             let file = lib.read().ok()?;
             Some(match file.find(self.barcode(label)) {
@@ -228,7 +250,7 @@ impl Volumes {
         Some(
             self.known
                 .iter()
-                .find(|(_, k)| k.0 == barcode)
+                .find(|(_, k)| k.barcode == barcode)
                 .map_or(barcode, |(label, _)| label.clone()),
         )
     }
@@ -250,6 +272,12 @@ impl Volumes {
             }
             None => {
                 let mut drive = self.spec.open()?;
+                let uuid = self.known.get(label).and_then(|k| k.uuid.as_deref());
+                if let Some(uuid) = uuid.filter(|u| u.starts_with(label::FIRST_BLOCK_ID)) {
+                    // A tape another tool wrote: known by its first block.
+                    let first = label::read_first_block(drive.as_mut())?;
+                    return Ok(first.filter(|f| f.identity() == uuid).map(|_| drive));
+                }
                 match label::read_tape_start(drive.as_mut())? {
                     TapeStart::Labelled(l) if l.label == label => Ok(Some(drive)),
                     _ => Ok(None),
@@ -297,7 +325,7 @@ impl Volumes {
     /// clear refusal), preferring one that holds it already, then a free one; only then
     /// one whose tape must be unloaded first (which is said when it happens).
     pub fn drive_for(&self, label: &str) -> Result<DriveSpec> {
-        let generation = self.known.get(label).and_then(|k| k.3);
+        let generation = self.known.get(label).and_then(|k| k.generation);
         let readable: Vec<&DriveSpec> = self
             .drives
             .iter()

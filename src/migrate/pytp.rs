@@ -24,7 +24,7 @@
 
 use crate::catalog::{
     BackupStatus, Catalog, CatalogError, FileKind, FileRecord, NewBackup, SegmentRecord,
-    VolumeStatus,
+    VolumeStatus, ORIGIN_IMPORT,
 };
 use crate::config::{allowed_block_size, block_size_rule, Config, ConfigFile};
 use crate::units::format_size;
@@ -2154,6 +2154,9 @@ pub fn migrate(opts: &Options, catalog_path: &Path, existing: &ConfigFile) -> Re
             match &mut cat {
                 Cat::Write(c) => {
                     import_backup(c, &planned.job, plan, parent.as_deref(), volume_id)?;
+                    if let Some(note) = merge_with_tape_import(c, plan, volume_id)? {
+                        issues.push(issue(Severity::Note, Some(&file), Some(plan.index), note));
+                    }
                     row.outcome = Outcome::Imported;
                 }
                 _ => row.outcome = Outcome::WouldImport,
@@ -2226,6 +2229,35 @@ pub fn migrate(opts: &Options, catalog_path: &Path, existing: &ConfigFile) -> Re
         issues,
         summary,
     })
+}
+
+/// Where `catalog import-tape` read the tape file this entry wrote, the backup it recorded
+/// (members read from tape, with their places and hashes) becomes this entry's: one
+/// backup with pytp's identity, not two copies of the files. Returns what to tell.
+fn merge_with_tape_import(
+    cat: &mut Catalog,
+    plan: &PlannedBackup,
+    volume_id: Option<i64>,
+) -> Result<Option<String>> {
+    let (Some(volume_id), Some(tape_file)) = (volume_id, plan.tape_file) else {
+        return Ok(None);
+    };
+    let read = cat
+        .backups_in_tape_file(volume_id, tape_file)?
+        .into_iter()
+        .find(|k| k.origin == ORIGIN_IMPORT);
+    let (Some(read), Some(ours)) = (read, cat.known_backup(&plan.uuid)?) else {
+        return Ok(None);
+    };
+    if !cat.merge_backup_identity(read.id, ours.id)? {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "tape file {tape_file} of volume {} was catalogued by import-tape: that backup is \
+         this entry now ({}), with its members, their places on tape and hashes as read from \
+         the tape",
+        plan.volume, plan.uuid
+    )))
 }
 
 /// Writes one planned backup to the catalogue: the backup, its tape file, its files, done.

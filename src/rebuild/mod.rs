@@ -12,12 +12,14 @@
 //! replaces one scanned earlier from the same tape files. A backup whose recording fails
 //! half-way is removed again, so the catalogue never holds half a backup.
 
+pub mod import;
 pub mod tar_scan;
 
 use crate::backup::Interrupt;
 use crate::catalog::{
     self, BackupStatus, Catalog, CatalogError, ChangeStamp, FileBatch, FileKind, FileRecord,
-    KnownBackup, LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_INDEX, ORIGIN_SCAN,
+    KnownBackup, LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_IMPORT, ORIGIN_INDEX,
+    ORIGIN_SCAN,
 };
 use crate::index_read::{self, IndexLine, IndexReadError, Record};
 use crate::label::{self, Label, LabelError, TapeStart};
@@ -190,10 +192,11 @@ enum Stop {
     Known(KnownBackup, Option<String>),
 }
 
-/// The volume being rebuilt.
+/// The volume being rebuilt (or imported).
 struct Volume<'a> {
     id: i64,
-    label: &'a Label,
+    /// Its label in the catalogue.
+    name: &'a str,
     pool: Option<String>,
     block: u32,
     interrupt: &'a Interrupt,
@@ -237,7 +240,7 @@ pub fn rebuild_volume(
     )?;
     let vol = Volume {
         id: volume.id,
-        label: &label,
+        name: &label.label,
         pool: volume.pool.clone(),
         block,
         interrupt: &opts.interrupt,
@@ -406,6 +409,7 @@ fn record_unindexed(
             vol,
             s.tape_file,
             s.start,
+            ORIGIN_SCAN,
             &mut report.notes,
             progress,
         )?;
@@ -484,7 +488,7 @@ fn finish_volume(
     // A volume new to the catalogue whose last tape file is data (no index after it)
     // reached its end in the middle of a backup, or a backup failed there: it takes no
     // more. (A volume the catalogue knew keeps the status it has.)
-    let label = &vol.label.label;
+    let label = vol.name;
     if !known_before && seen.last().is_some_and(|s| s.kind == TapeFileKind::Data) {
         let v = cat.volume(label)?;
         if v.status != VolumeStatus::Full && v.status.can_become(VolumeStatus::Full) {
@@ -857,7 +861,7 @@ fn on_index_line(
                 })?,
             };
             let mut volumes = HashMap::new();
-            volumes.insert(vol.label.label.clone(), vol.id);
+            volumes.insert(vol.name.to_string(), vol.id);
             *state = IndexState::Recording(Box::new(Recording {
                 batch: cat.file_batch(id),
                 id,
@@ -971,20 +975,28 @@ fn file_from_record(
 }
 
 /// Records data tape file `tape_file` (starting at object `start`) from its tar headers
-/// as a backup of its own. The inner error is a problem to report.
+/// as a backup of its own, of `origin` ([`ORIGIN_SCAN`] or [`ORIGIN_IMPORT`]). The inner
+/// error is a problem to report: nothing of that tape file is left recorded.
+#[allow(clippy::too_many_arguments)]
 fn scan_tape_file(
     drive: &mut dyn TapeDrive,
     cat: &mut Catalog,
     vol: &Volume<'_>,
     tape_file: u64,
     start: u64,
+    origin: &'static str,
     notes: &mut Vec<String>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Result<BackupReport, String>, RebuildError> {
     progress(Progress::TapeFile { tape_file });
     drive.locate(start)?;
     let uuid = uuid::Uuid::new_v4().to_string();
-    let note = format!("scanned from {} tape file {tape_file}", vol.label.label);
+    let how = if origin == ORIGIN_IMPORT {
+        "imported"
+    } else {
+        "scanned"
+    };
+    let note = format!("{how} from {} tape file {tape_file}", vol.name);
     let id = cat.begin_backup(&NewBackup {
         uuid: &uuid,
         label: Some(&note),
@@ -992,13 +1004,14 @@ fn scan_tape_file(
         pool: vol.pool.as_deref(),
         started_at: 0,
         block_size: Some(i64::from(vol.block)),
-        origin: ORIGIN_SCAN,
+        origin,
         ..Default::default()
     })?;
     let block = u64::from(vol.block);
     let mut newest = 0i64;
     let mut skipped = 0u64;
     let mut data_bytes = 0u64;
+    let mut members = 0u64;
     let walked = {
         let mut reader = TapeFileReader::new(drive, vol.block as usize);
         let mut batch = cat.file_batch(id);
@@ -1009,6 +1022,7 @@ fn scan_tape_file(
             }
             newest = newest.max(m.mtime_ns.div_euclid(1_000_000_000));
             data_bytes += m.length;
+            members += 1;
             let Some(path) = catalogue_path(&m.name) else {
                 skipped += 1;
                 return Ok(());
@@ -1056,7 +1070,9 @@ fn scan_tape_file(
                 return Err(RebuildError::Interrupted);
             }
             return Ok(Err(format!(
-                "tape file {tape_file}: cannot be scanned ({e}); nothing recorded from it"
+                "tape file {tape_file}: cannot be scanned ({e}), after {members} members \
+                 ({} of data) were read; nothing recorded from it",
+                crate::units::format_size(data_bytes)
             )));
         }
     };
@@ -1069,7 +1085,7 @@ fn scan_tape_file(
             Some(format!(
                 "recorded from the tar headers of {}: the tape file ends {} without the \
                  end-of-archive marker (the backup continues on another volume, or was cut off)",
-                vol.label.label,
+                vol.name,
                 match cut {
                     Cut::BetweenMembers => "after a whole member",
                     Cut::InData => "inside a member's data",
@@ -1099,7 +1115,7 @@ fn scan_tape_file(
         tape_file: Some(tape_file),
         files,
         bytes: data_bytes,
-        volumes: vec![vol.label.label.clone()],
+        volumes: vec![vol.name.to_string()],
         replaced: Vec::new(),
         origin: None,
     }))
