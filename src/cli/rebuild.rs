@@ -5,7 +5,6 @@ use super::output::print_json;
 use super::{bad_input, Interrupted};
 use anyhow::{Context, Result};
 use clap::Args;
-use std::io::IsTerminal;
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveSpec};
 use tapedeck::rebuild::{self, Options, Outcome, Progress, RebuildError, RebuildReport};
@@ -75,11 +74,7 @@ pub fn run(args: RebuildArgs, config: &Config) -> Result<()> {
         interrupt: tapedeck::backup::Interrupt::from_signals()
             .context("installing the Ctrl-C handler")?,
     };
-    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        bar
-    });
+    let bar = super::output::spinner(args.json);
     let mut show = |p: Progress| {
         let Some(bar) = &bar else { return };
         bar.set_message(match p {
