@@ -215,6 +215,37 @@ fn an_emptied_catalogue_beside_labelled_volumes_is_reported_with_the_rebuild_com
 }
 
 #[test]
+fn a_schema_less_read_only_catalogue_is_reported_lost_not_as_a_missing_table() {
+    use std::os::unix::fs::PermissionsExt;
+    let (home, _src, _) = three_files_backed_up(1000);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", home.db().display()));
+    }
+    rusqlite::Connection::open(home.db())
+        .unwrap()
+        .execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;")
+        .unwrap();
+    // Read-only: the tables cannot be created (as root the file is written all the same,
+    // and the answer must be the same).
+    fs::set_permissions(home.db(), fs::Permissions::from_mode(0o444)).unwrap();
+    for args in [&["catalog", "check"][..], &["status"], &["find", "a"]] {
+        let out = home.cmd().args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("tapedeck catalog rebuild --tape TD0001L9"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("no such table"), "{args:?}: {text}");
+        assert!(!text.contains("consistent"), "{args:?}: {text}");
+    }
+}
+
+#[test]
 fn a_new_catalogue_beside_a_blank_library_is_simply_empty() {
     let home = Home::with_fast_vlib();
     home.run(&["status"]).success();
