@@ -281,12 +281,17 @@ impl Catalog {
                     backup,
                     record,
                     what,
+                    volumes,
                     ..
                 }) => report.problems.push(format!(
-                    "backup {backup}{}: {what}",
+                    "backup {backup}{}: {what}{}",
                     record
                         .map(|r| format!(", member record {r}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    match volumes.is_empty() {
+                        true => String::new(),
+                        false => format!(" (rebuild {})", volumes.join(", ")),
+                    }
                 )),
                 Err(e) => return Err(e),
             }

@@ -543,6 +543,12 @@ fn finish_volume(
             ));
         }
     }
+    for id in cat.forget_superseded_orphans()? {
+        report.notes.push(format!(
+            "removed the records left under backup #{id}, which has no row in the backups \
+             table: its tape files are recorded again"
+        ));
+    }
     report.status = cat.volume(label)?.status;
     Ok(())
 }
