@@ -36,6 +36,14 @@ const INVARIANTS: &[(&str, &str)] = &[
          WHERE v.status = 'empty' GROUP BY v.id",
     ),
     (
+        "a read-only volume takes no backup",
+        "SELECT 'volume ' || v.label || ' is read-only (' || v.read_only || ') but backup '
+                || b.uuid || ' was written to it'
+         FROM volumes v JOIN backup_volumes bv ON bv.volume_id = v.id AND bv.overwritten = 0
+         JOIN backups b ON b.id = bv.backup_id
+         WHERE v.read_only IS NOT NULL AND b.origin = 'tapedeck'",
+    ),
+    (
         "a finished backup has an end time",
         "SELECT 'backup ' || uuid || ' is ' || status || ' without an end time'
          FROM backups WHERE status != 'running' AND finished_at IS NULL",
@@ -318,6 +326,40 @@ mod tests {
         let report = cat.check().unwrap();
         assert!(!report.is_ok());
         assert!(report.problems[0].contains("volume T: used 20 > capacity 10"));
+    }
+
+    #[test]
+    fn a_backup_written_to_a_read_only_volume_is_damage() {
+        use crate::catalog::{BackupStatus, NewBackup};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let v = cat.register_volume("RO1", None, None).unwrap();
+        cat.conn()
+            .execute("UPDATE volumes SET read_only = 'foreign'", [])
+            .unwrap();
+        for (uuid, origin) in [("imported", "import"), ("appended", "tapedeck")] {
+            let id = cat
+                .begin_backup(&NewBackup {
+                    uuid,
+                    kind: "full",
+                    started_at: 1,
+                    origin,
+                    ..Default::default()
+                })
+                .unwrap();
+            cat.add_backup_volume(id, 0, v.id, Some(1), Some(2))
+                .unwrap();
+            cat.finish_backup(id, BackupStatus::Complete, 2, None)
+                .unwrap();
+        }
+        let report = cat.check().unwrap();
+        assert_eq!(
+            report.problems,
+            [
+                "volume RO1 is read-only (foreign) but backup appended was written to it: \
+              a read-only volume takes no backup"
+            ],
+        );
     }
 
     /// A SQLite file without the catalogue's tables, as a read-only open finds it (it
