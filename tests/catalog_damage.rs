@@ -148,7 +148,7 @@ fn a_missing_record_is_named_and_old_records_without_a_checksum_still_read() {
 
 #[test]
 fn a_damaged_backups_row_is_named_not_a_raw_sql_error() {
-    let (home, _src, _) = three_files_backed_up(1000);
+    let (home, src, _) = three_files_backed_up(1000);
     // A flipped bit in the row's id: the members and tape files point at a backup that
     // is no longer there.
     home.sql()
@@ -169,7 +169,44 @@ fn a_damaged_backups_row_is_named_not_a_raw_sql_error() {
         let text = damaged(&home, args, "#1");
         assert!(!text.contains("Query returned no rows"), "{text}");
     }
-    home.run(&["catalog", "check"]).code(1);
+    let out = home.cmd().args(["catalog", "check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("backup #1: its row in the backups table is missing (rebuild TD0001L9)"),
+        "{stdout}"
+    );
+
+    // Rebuilding records the backup again under its row, and what was left under the old
+    // id goes: the catalogue is whole again.
+    let out = home
+        .cmd()
+        .args([
+            "catalog", "rebuild", "--tape", "TD0001L9", "--drive", "lto9",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let out = home.cmd().args(["catalog", "check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{stdout}");
+    let left: i64 = home.sql_value(
+        "SELECT (SELECT COUNT(*) FROM members WHERE backup_id NOT IN (SELECT id FROM backups))
+              + (SELECT COUNT(*) FROM backup_volumes
+                 WHERE backup_id NOT IN (SELECT id FROM backups))",
+    );
+    assert_eq!(left, 0);
+    home.run(&[
+        "restore",
+        "--tape",
+        "TD0001L9",
+        "--to",
+        to.to_str().unwrap(),
+    ])
+    .success();
+    common::same_files(&src, &common::under(&to, &src));
 }
 
 #[test]
@@ -212,6 +249,37 @@ fn an_emptied_catalogue_beside_labelled_volumes_is_reported_with_the_rebuild_com
     .success();
     home.run(&["catalog", "check"]).success();
     home.run(&["find", "a"]).success();
+}
+
+#[test]
+fn a_schema_less_read_only_catalogue_is_reported_lost_not_as_a_missing_table() {
+    use std::os::unix::fs::PermissionsExt;
+    let (home, _src, _) = three_files_backed_up(1000);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", home.db().display()));
+    }
+    rusqlite::Connection::open(home.db())
+        .unwrap()
+        .execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;")
+        .unwrap();
+    // Read-only: the tables cannot be created (as root the file is written all the same,
+    // and the answer must be the same).
+    fs::set_permissions(home.db(), fs::Permissions::from_mode(0o444)).unwrap();
+    for args in [&["catalog", "check"][..], &["status"], &["find", "a"]] {
+        let out = home.cmd().args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("tapedeck catalog rebuild --tape TD0001L9"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("no such table"), "{args:?}: {text}");
+        assert!(!text.contains("consistent"), "{args:?}: {text}");
+    }
 }
 
 #[test]

@@ -138,3 +138,47 @@ fn a_volume_no_drive_can_read_is_one_clear_error() {
     // lto9 kept its tape.
     assert_eq!(home.library()["drives"][0]["cartridge"], "TD0001L9");
 }
+
+#[test]
+fn a_backup_on_lto6_that_fills_its_tape_continues_on_another_lto6_one() {
+    let home = Home::new();
+    pool_library(&home, "6MiB");
+    // lto9 holds a blank LTO-9 cartridge, and slots 2-4 hold more: none is for lto6.
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let src = spanning_source(home.path(), 0);
+    let args = [
+        "--drive",
+        "lto6",
+        "--pool",
+        "p",
+        "--block-size",
+        "64KiB",
+        "--memory-buffer",
+        "4MiB",
+    ];
+    let (summary, stderr) = backup_json(&home, &args, &[&src], 0);
+    assert_eq!(summary["status"], "complete", "{summary}: {stderr}");
+    let volumes = strings(&summary["volumes"]);
+    assert!(volumes.len() >= 2, "{summary}");
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v.ends_with("L6") || v.ends_with("L5")),
+        "only cartridges lto6 can write: {volumes:?}"
+    );
+    assert!(!stderr.contains("cannot be loaded"), "{stderr}");
+    assert_eq!(home.library()["drives"][0]["cartridge"], "TD0001L9");
+    // The file cut by the end of the first tape is on both, and restores whole.
+    let found = only_version(&home, src.join("b-big"));
+    assert_eq!(found["segments"].as_array().unwrap().len(), 2, "{found}");
+    let to = home.path().join("to");
+    home.run(&[
+        "restore",
+        "--backup",
+        summary["uuid"].as_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ])
+    .success();
+    same_files(&src, &under(&to, &src));
+}

@@ -579,3 +579,75 @@ fn scan_reads_what_gnu_tar_writes_as_the_dd_strategy_records_it() {
     }
     assert_eq!(before[0]["size"], 12 << 20);
 }
+
+/// Flips one bit in the first packed member record, leaving its checksum as it was.
+fn damage_a_member_record(home: &Home) {
+    let sql = home.sql();
+    let (first, mut data): (i64, Vec<u8>) = sql
+        .query_row(
+            "SELECT first_seq, data FROM members ORDER BY backup_id, first_seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    data[1] ^= 1;
+    sql.execute(
+        "UPDATE members SET data = ?1 WHERE first_seq = ?2",
+        rusqlite::params![data, first],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_scanned_backup_whose_records_are_damaged_is_scanned_again() {
+    let home = Home::with_fast_vlib();
+    let src = source_tree(home.path());
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let summary = backup_lto9(&home, &src, &[]);
+    forget_catalogue(&home);
+    // No index to record it from: only --scan can.
+    let index = tape_file(&home, "TD0001L9", 2);
+    let mut bytes = fs::read(&index).unwrap();
+    bytes[600..700].fill(0);
+    fs::write(&index, bytes).unwrap();
+    let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    let scanned = report["backups"][0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(report["backups"][0]["source"], "scan", "{report}");
+    let big = src.join("home/me/big.bin");
+    let original = versions(&home, &big);
+
+    damage_a_member_record(&home);
+    home.run(&["catalog", "check"]).code(1);
+    // Without --scan the rebuild says what will record it again.
+    let (report, _) = rebuild(&home, "TD0001L9", &[], 1);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains(&scanned) && problems.contains("--scan"),
+        "{report}"
+    );
+    let (report, _) = rebuild(&home, "TD0001L9", &["--scan"], 0);
+    let again = &report["backups"][0];
+    assert_eq!(again["outcome"], "replaced", "{report}");
+    assert_eq!(again["replaced"][0], scanned.as_str(), "{report}");
+    assert_eq!(again["files"], summary["files"], "{report}");
+    home.run(&["catalog", "check"]).success();
+    let found = versions(&home, &big);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["blake3"], original[0]["blake3"]);
+    assert_eq!(found[0]["segments"], original[0]["segments"]);
+    let back = home.path().join("back");
+    home.run(&[
+        "restore",
+        "--drive",
+        "lto9",
+        "--file",
+        big.to_str().unwrap(),
+        "--to",
+        back.to_str().unwrap(),
+    ])
+    .success();
+    assert_eq!(
+        fs::read(under(&back, &big)).unwrap(),
+        fs::read(&big).unwrap()
+    );
+}

@@ -36,6 +36,14 @@ const INVARIANTS: &[(&str, &str)] = &[
          WHERE v.status = 'empty' GROUP BY v.id",
     ),
     (
+        "a read-only volume takes no backup",
+        "SELECT 'volume ' || v.label || ' is read-only (' || v.read_only || ') but backup '
+                || b.uuid || ' was written to it'
+         FROM volumes v JOIN backup_volumes bv ON bv.volume_id = v.id AND bv.overwritten = 0
+         JOIN backups b ON b.id = bv.backup_id
+         WHERE v.read_only IS NOT NULL AND b.origin = 'tapedeck'",
+    ),
+    (
         "a finished backup has an end time",
         "SELECT 'backup ' || uuid || ' is ' || status || ' without an end time'
          FROM backups WHERE status != 'running' AND finished_at IS NULL",
@@ -92,16 +100,21 @@ impl Catalog {
     /// replaced: with labelled volumes in the library it has been lost). A file without
     /// the schema (opened read-only, not migrated) counts as empty.
     pub fn is_empty(&self) -> Result<bool> {
+        if !self.has_schema()? {
+            return Ok(true);
+        }
         let known = self.conn().query_row(
             "SELECT EXISTS (SELECT 1 FROM volumes) OR EXISTS (SELECT 1 FROM backups)",
             [],
             |r| r.get::<_, bool>(0),
-        );
-        match known {
-            Ok(known) => Ok(!known),
-            Err(_) if self.version()? == 0 => Ok(true),
-            Err(e) => Err(e.into()),
-        }
+        )?;
+        Ok(!known)
+    }
+
+    /// Whether the catalogue's tables exist: a file opened read-only before tapedeck ever
+    /// wrote it (new, truncated, replaced) has none, and knows nothing.
+    fn has_schema(&self) -> Result<bool> {
+        Ok(self.version()? > 0)
     }
 
     /// The catalogue against what the library's cartridges say: a labelled volume the
@@ -109,11 +122,16 @@ impl Catalog {
     /// catalogue whose cartridge is in the library without its label. One line each.
     pub fn check_library(&self, held: &[HeldLabel]) -> Result<Vec<String>> {
         let mut problems = Vec::new();
+        let schema = self.has_schema()?;
         for h in held {
             let Some((label, uuid)) = &h.label else {
                 continue;
             };
-            match self.find_volume(label)? {
+            let known = match schema {
+                true => self.find_volume(label)?,
+                false => None,
+            };
+            match known {
                 None => problems.push(format!(
                     "volume {label} (cartridge {}) is labelled in the library but the \
                      catalogue does not know it: `tapedeck catalog rebuild --tape {label}`",
@@ -127,6 +145,9 @@ impl Catalog {
                 )),
                 Some(_) => {}
             }
+        }
+        if !schema {
+            return Ok(problems);
         }
         for v in self.volumes(None)? {
             let Some(uuid) = &v.uuid else { continue };
@@ -162,6 +183,14 @@ impl Catalog {
             if line != "ok" {
                 report.integrity.push(line);
             }
+        }
+        if !self.has_schema()? {
+            report.notes.push(
+                "the catalogue has no tables yet (opened read-only, they were not created): \
+                 it knows nothing"
+                    .into(),
+            );
+            return Ok(report);
         }
         let mut stmt = self.conn().prepare("PRAGMA foreign_key_check")?;
         let mut rows = stmt.query([])?;
@@ -260,12 +289,17 @@ impl Catalog {
                     backup,
                     record,
                     what,
+                    volumes,
                     ..
                 }) => report.problems.push(format!(
-                    "backup {backup}{}: {what}",
+                    "backup {backup}{}: {what}{}",
                     record
                         .map(|r| format!(", member record {r}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    match volumes.is_empty() {
+                        true => String::new(),
+                        false => format!(" (rebuild {})", volumes.join(", ")),
+                    }
                 )),
                 Err(e) => return Err(e),
             }
@@ -292,5 +326,70 @@ mod tests {
         let report = cat.check().unwrap();
         assert!(!report.is_ok());
         assert!(report.problems[0].contains("volume T: used 20 > capacity 10"));
+    }
+
+    #[test]
+    fn a_backup_written_to_a_read_only_volume_is_damage() {
+        use crate::catalog::{BackupStatus, NewBackup};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let v = cat.register_volume("RO1", None, None).unwrap();
+        cat.conn()
+            .execute("UPDATE volumes SET read_only = 'foreign'", [])
+            .unwrap();
+        for (uuid, origin) in [("imported", "import"), ("appended", "tapedeck")] {
+            let id = cat
+                .begin_backup(&NewBackup {
+                    uuid,
+                    kind: "full",
+                    started_at: 1,
+                    origin,
+                    ..Default::default()
+                })
+                .unwrap();
+            cat.add_backup_volume(id, 0, v.id, Some(1), Some(2))
+                .unwrap();
+            cat.finish_backup(id, BackupStatus::Complete, 2, None)
+                .unwrap();
+        }
+        let report = cat.check().unwrap();
+        assert_eq!(
+            report.problems,
+            [
+                "volume RO1 is read-only (foreign) but backup appended was written to it: \
+              a read-only volume takes no backup"
+            ],
+        );
+    }
+
+    /// A SQLite file without the catalogue's tables, as a read-only open finds it (it
+    /// cannot create them).
+    fn schema_less_read_only(dir: &std::path::Path) -> Catalog {
+        let path = dir.join("c.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;")
+            .unwrap();
+        Catalog::open_read_only(&path).unwrap()
+    }
+
+    #[test]
+    fn a_schema_less_read_only_catalogue_is_checked_as_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = schema_less_read_only(dir.path());
+        assert!(cat.is_empty().unwrap());
+        let report = cat.check().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        let held = [HeldLabel {
+            barcode: "TD0001L9".into(),
+            label: Some(("TD0001L9".into(), "u-1".into())),
+        }];
+        let problems = cat.check_library(&held).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("catalogue does not know it")
+                && problems[0].contains("tapedeck catalog rebuild --tape TD0001L9"),
+            "{problems:?}"
+        );
     }
 }

@@ -409,6 +409,40 @@ impl Catalog {
         })
     }
 
+    /// Removes what is recorded under a backup id that has no row in the backups table
+    /// (the row was lost, or its id damaged) once every tape file it names is recorded
+    /// again under a backup that has one: then nothing of it is needed. Records that name
+    /// a tape file no backup row covers stay, for `catalog check` to report with the
+    /// volumes to rebuild. Returns the ids removed.
+    pub fn forget_superseded_orphans(&mut self) -> Result<Vec<i64>> {
+        let orphans: Vec<i64> = self
+            .conn()
+            .prepare(
+                "SELECT DISTINCT o.backup_id FROM (
+                     SELECT backup_id FROM members
+                     UNION SELECT backup_id FROM backup_volumes
+                     UNION SELECT backup_id FROM segments
+                     UNION SELECT backup_id FROM drive_stats WHERE backup_id IS NOT NULL
+                     UNION SELECT backup_id FROM tape_errors WHERE backup_id IS NOT NULL
+                 ) o
+                 WHERE NOT EXISTS (SELECT 1 FROM backups b WHERE b.id = o.backup_id)
+                   AND NOT EXISTS (
+                     SELECT 1 FROM backup_volumes part
+                     WHERE part.backup_id = o.backup_id AND part.overwritten = 0
+                       AND NOT EXISTS (
+                         SELECT 1 FROM backup_volumes now JOIN backups b ON b.id = now.backup_id
+                         WHERE now.volume_id = part.volume_id AND now.tape_file = part.tape_file
+                           AND now.overwritten = 0))
+                 ORDER BY 1",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for &id in &orphans {
+            self.forget_backup(id)?;
+        }
+        Ok(orphans)
+    }
+
     /// Removes a backup and everything recorded of it (members, parts, split segments).
     /// Names and directories stay: other backups may share them, and unused ones cost
     /// nothing but a row.
@@ -571,5 +605,48 @@ mod tests {
         assert!(cat.backups_in_tape_file(v.id, 1).unwrap().is_empty());
         assert!(cat.find_path("/a/split").unwrap().is_empty());
         assert!(cat.check().unwrap().is_ok(), "{:?}", cat.check().unwrap());
+    }
+
+    #[test]
+    fn records_left_under_a_lost_row_go_once_their_tape_files_are_recorded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let (v, _) = cat
+            .volume_from_label(&record("T1", "u-1", None), None)
+            .unwrap();
+        let backup = |cat: &mut Catalog, uuid: &str, tape_file: i64| {
+            let id = cat
+                .begin_backup(&NewBackup {
+                    uuid,
+                    kind: "full",
+                    started_at: 5,
+                    origin: ORIGIN_INDEX,
+                    ..Default::default()
+                })
+                .unwrap();
+            cat.add_backup_volume(id, 0, v.id, Some(tape_file), Some(2))
+                .unwrap();
+            id
+        };
+        let first = backup(&mut cat, "b-1", 1);
+        let second = backup(&mut cat, "b-2", 3);
+        // Both rows' ids damaged: their parts stay under ids no row has.
+        cat.conn()
+            .execute_batch("PRAGMA foreign_keys = OFF; UPDATE backups SET id = id + 64;")
+            .unwrap();
+        assert!(cat.forget_superseded_orphans().unwrap().is_empty());
+        // Tape file 1 is recorded again: only what was left of it goes.
+        backup(&mut cat, "b-1 again", 1);
+        assert_eq!(cat.forget_superseded_orphans().unwrap(), [first]);
+        let left: Vec<i64> = cat
+            .conn()
+            .prepare("SELECT DISTINCT backup_id FROM backup_volumes ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0], second);
     }
 }

@@ -14,8 +14,9 @@ use tapedeck::units::format_size;
 const AFTER_HELP: &str = "\
 The volume must be loaded in the drive. Its label records the volume; every index tape file
 on it records its backup (all of it, on every volume it spans: a spanned backup's index is on
-its last volume). Backups the catalogue already has are skipped; a backup recorded from an
-index replaces one recorded earlier with --scan from the same tape files.
+its last volume). Backups the catalogue already has are skipped, unless their member records
+are damaged: those are recorded again (a backup recorded with --scan, by --scan). A backup
+recorded from an index replaces one recorded earlier with --scan from the same tape files.
 
 --scan also reads the data tape files no index on the volume describes (the index is damaged,
 or on another volume) and records their members from the tar headers, with positions and

@@ -382,13 +382,41 @@ fn record_unindexed(
             return Err(RebuildError::Interrupted);
         }
         let known = cat.backups_in_tape_file(vol.id, s.tape_file as i64)?;
+        // A backup recorded by an earlier scan whose records are damaged is scanned again
+        // (as one recorded from an index is recorded again from it); it is replaced once
+        // the new scan is recorded.
+        let mut rescan = None;
         if let Some(k) = known.first() {
-            report.notes.push(format!(
-                "tape file {}: part of backup {}, which the catalogue already has ({})",
-                s.tape_file, k.uuid, k.origin
-            ));
-            s.covered_by = Some(k.uuid.clone());
-            continue;
+            let damage = cat.records_damage(k.id)?.map(|e| damage_in_records(&e));
+            match damage {
+                Some(_) if k.origin == ORIGIN_SCAN && opts.scan => rescan = Some(k.clone()),
+                Some(e) if k.origin == ORIGIN_SCAN => {
+                    report.problems.push(format!(
+                        "tape file {}: backup {}, recorded from its tar headers, has damaged \
+                         member records ({e}); --scan records it again",
+                        s.tape_file, k.uuid
+                    ));
+                    s.covered_by = Some(k.uuid.clone());
+                    continue;
+                }
+                Some(e) => {
+                    report.problems.push(format!(
+                        "tape file {}: part of backup {} ({}), whose member records are \
+                         damaged ({e}): rebuild the volume that holds its index",
+                        s.tape_file, k.uuid, k.origin
+                    ));
+                    s.covered_by = Some(k.uuid.clone());
+                    continue;
+                }
+                None => {
+                    report.notes.push(format!(
+                        "tape file {}: part of backup {}, which the catalogue already has ({})",
+                        s.tape_file, k.uuid, k.origin
+                    ));
+                    s.covered_by = Some(k.uuid.clone());
+                    continue;
+                }
+            }
         }
         if !opts.scan {
             if before_a_problem.contains(&s.tape_file) {
@@ -414,7 +442,12 @@ fn record_unindexed(
             progress,
         )?;
         match scan {
-            Ok(b) => {
+            Ok(mut b) => {
+                if let Some(old) = rescan {
+                    cat.forget_backup(old.id)?;
+                    b.outcome = Outcome::Replaced;
+                    b.replaced.push(old.uuid);
+                }
                 s.covered_by = Some(b.uuid.clone());
                 scanned.push(s.tape_file);
                 report.backups.push(b);
@@ -423,6 +456,18 @@ fn record_unindexed(
         }
     }
     Ok(scanned)
+}
+
+/// What is wrong with a backup's member records, without the advice to rebuild (the
+/// rebuild is what is running).
+fn damage_in_records(e: &CatalogError) -> String {
+    match e {
+        CatalogError::Damaged { record, what, .. } => match record {
+            Some(r) => format!("member record {r}: {what}"),
+            None => what.clone(),
+        },
+        e => e.to_string(),
+    }
 }
 
 /// A damaged index or an unreadable tape file is a problem, unless its data is recorded
@@ -497,6 +542,12 @@ fn finish_volume(
                 "volume {label} is marked full: it ends with data and no index after it"
             ));
         }
+    }
+    for id in cat.forget_superseded_orphans()? {
+        report.notes.push(format!(
+            "removed the records left under backup #{id}, which has no row in the backups \
+             table: its tape files are recorded again"
+        ));
     }
     report.status = cat.volume(label)?.status;
     Ok(())
