@@ -347,6 +347,9 @@ pub struct FileBatch<'c> {
     next_seq: Option<i64>,
     parts: Option<Parts>,
     inserted: u64,
+    /// Files (deletions not counted) and their bytes in committed transactions.
+    committed_files: u64,
+    committed_bytes: u64,
 }
 
 impl FileBatch<'_> {
@@ -505,12 +508,14 @@ impl FileBatch<'_> {
                 "UPDATE backups SET files = files + ?1, bytes = bytes + ?2 WHERE id = ?3",
                 params![files, bytes, backup_id],
             )?;
-            Ok(seq)
+            Ok((seq, files, bytes))
         });
         match result {
-            Ok(seq) => {
+            Ok((seq, files, bytes)) => {
                 self.next_seq = Some(seq);
                 self.inserted += pending.len() as u64;
+                self.committed_files += files as u64;
+                self.committed_bytes += bytes as u64;
                 Ok(())
             }
             Err(e) => {
@@ -533,6 +538,12 @@ impl FileBatch<'_> {
 
     pub fn inserted(&self) -> u64 {
         self.inserted
+    }
+
+    /// Files (not counting records of deletions) and their bytes that committed
+    /// transactions hold: what the catalogue has of the backup, whatever is still queued.
+    pub fn committed(&self) -> (u64, u64) {
+        (self.committed_files, self.committed_bytes)
     }
 
     /// The catalogue, for other work between batches (what is queued is written first).
@@ -615,6 +626,8 @@ impl Catalog {
             next_seq: None,
             parts: None,
             inserted: 0,
+            committed_files: 0,
+            committed_bytes: 0,
         }
     }
 
@@ -687,21 +700,17 @@ impl Catalog {
                               WHERE backup_id = ?1 AND tape_file IS NOT NULL)",
                 [backup_id],
             )?;
+            // A volume that now holds data is appendable (empty to appendable is always
+            // allowed), in the same transaction: an end recorded without it would leave
+            // data on a volume the catalogue calls empty.
+            tx.execute(
+                "UPDATE volumes SET status = 'appendable', error = NULL
+                 WHERE status = 'empty'
+                   AND id IN (SELECT volume_id FROM backup_volumes WHERE backup_id = ?1)",
+                [backup_id],
+            )?;
             Ok(())
-        })?;
-        // A volume that now holds data is appendable (through the one transition check).
-        let mut stmt = self.conn().prepare(
-            "SELECT v.label FROM volumes v JOIN backup_volumes bv ON bv.volume_id = v.id
-             WHERE bv.backup_id = ?1 AND v.status = 'empty'",
-        )?;
-        let labels: Vec<String> = stmt
-            .query_map([backup_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        for label in labels {
-            self.set_volume_status(&label, super::VolumeStatus::Appendable, None)?;
-        }
-        Ok(())
+        })
     }
 
     /// Backups left `running` by a process that no longer exists on this host: a backup is

@@ -753,6 +753,14 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         s.changed,
         s.damaged
     );
+    if s.streamed > s.files {
+        errln!(
+            "  NOT SAVED {} of the {} files streamed onto tape: the catalogue did not record \
+             them; back them up again once it can be written",
+            s.streamed - s.files,
+            s.streamed
+        );
+    }
     errln!(
         "  written   {} in {:.1} s, average {} onto tape, lowest one-second rate while streaming {}",
         format_size(s.tape_bytes),
