@@ -254,3 +254,40 @@ fn the_human_summary_tells_what_was_streamed_but_not_saved() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_backup_the_catalogues_disk_cannot_take_is_refused_before_any_tape_moves() {
+    let home = Home::with_fast_vlib();
+    let src = home.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), noise(10_000, 1)).unwrap();
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let (first, _) = common::backup_json(&home, &["--drive", "lto9", "--job", "j"], &[&src], 0);
+    assert_eq!(first["status"], "complete", "{first}");
+    home.run(&["tape", "unload", "--drive", "lto9"]).success();
+    // The job's last backup recorded more files than any disk's catalogue could take
+    // again: the next backup of the job expects as many.
+    home.sql()
+        .execute("UPDATE backups SET files = 1000000000000000", [])
+        .unwrap();
+    let drive_before = home.library()["drives"][0].clone();
+
+    let (_, stderr) = common::backup_json(&home, &["--drive", "lto9", "--job", "j"], &[&src], 2);
+    let db = home.db();
+    for part in [
+        format!("catalogue {}: its disk has ", db.display()),
+        " free, the backup needs about ".into(),
+        "1000000000000000 files expected".into(),
+        "free some space on that disk".into(),
+    ] {
+        assert!(stderr.contains(&part), "{part}: {stderr}");
+    }
+    // Nothing moved and nothing started.
+    assert_eq!(home.library()["drives"][0], drive_before);
+    let backups: i64 = home.sql_value("SELECT COUNT(*) FROM backups");
+    assert_eq!(backups, 1);
+    // Without the job's history, the same backup runs.
+    home.run(&["tape", "load", "--drive", "lto9"]).success();
+    let (next, _) = common::backup_json(&home, &["--drive", "lto9"], &[&src], 0);
+    assert_eq!(next["status"], "complete", "{next}");
+}

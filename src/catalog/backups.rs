@@ -615,6 +615,27 @@ impl Catalog {
         })
     }
 
+    /// Files all backups in the catalogue hold (records of deletions not counted).
+    pub fn files_recorded(&self) -> Result<u64> {
+        let n: i64 =
+            self.conn()
+                .query_row("SELECT COALESCE(SUM(files), 0) FROM backups", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Files of the largest complete backup of job `name`, if it has one.
+    pub fn largest_backup_of_job(&self, name: &str) -> Result<Option<u64>> {
+        let n: Option<i64> = self.conn().query_row(
+            "SELECT MAX(b.files) FROM backups b JOIN jobs j ON j.id = b.job_id
+             WHERE j.name = ?1 AND b.status = 'complete'",
+            [name],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n.max(0) as u64))
+    }
+
     /// A batch inserter for the files of backup `backup_id`.
     pub fn file_batch(&mut self, backup_id: i64) -> FileBatch<'_> {
         FileBatch {
