@@ -12,6 +12,7 @@ pub mod reader;
 pub mod replay;
 pub mod ring;
 pub mod scan;
+pub mod space;
 pub mod spans;
 pub mod spool;
 pub mod telemetry;
@@ -78,6 +79,8 @@ pub enum BackupError {
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
+    CatalogSpace(#[from] space::CatalogSpaceError),
+    #[error(transparent)]
     Input(#[from] passthrough::InputError),
     #[error("{drive}: no tape loaded; load one with `tapedeck load SLOT --drive {drive}`")]
     NoTape { drive: String },
@@ -105,6 +108,7 @@ impl BackupError {
             BackupError::Scan(_) | BackupError::NoTape { .. } | BackupError::Refused(_) => true,
             BackupError::Memory(e) => !matches!(e, memory::MemoryError::Unknown(_)),
             BackupError::Spool(e) => e.is_bad_input(),
+            BackupError::CatalogSpace(e) => e.is_bad_input(),
             BackupError::Input(_) => true,
             BackupError::Tape(e) => e.is_bad_input(),
             BackupError::Catalog(e) => e.is_bad_input(),

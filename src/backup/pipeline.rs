@@ -127,9 +127,13 @@ pub struct Summary {
     pub failed_volumes: Vec<String>,
     pub tape_file: Option<u64>,
     pub first_block: Option<u64>,
-    /// Members saved (recorded as on tape), and their file data.
+    /// Files saved: on tape and committed to the catalogue (for a device, on the
+    /// stream), and their file data.
     pub files: u64,
     pub bytes: u64,
+    /// Files whose data went onto tape in full. More than `files` when the catalogue
+    /// could not record them all: those are not saved.
+    pub streamed: u64,
     /// Bytes of the tape file (headers, data, padding).
     pub tape_bytes: u64,
     pub skipped: u64,
@@ -180,10 +184,21 @@ struct Recorder<'c> {
     replays: Vec<(u64, ReplayDamage)>,
     /// Volumes given up after a write error.
     failed_volumes: Vec<String>,
+    /// Why the catalogue could not be written, once it failed: nothing more is recorded.
+    catalog_failure: Option<String>,
+    /// Files streamed onto tape in full, and their data.
     files: u64,
     bytes: u64,
     changed: u64,
     damaged: u64,
+}
+
+/// Notes in `slot` that the catalogue could not be written (the first failure is the one
+/// kept) and returns the reason as the operator reads it.
+fn catalog_failed(slot: &mut Option<String>, e: impl std::fmt::Display) -> String {
+    let reason = format!("the catalogue could not be written: {e}");
+    slot.get_or_insert_with(|| reason.clone());
+    reason
 }
 
 /// The part of the stream one volume holds.
@@ -265,6 +280,9 @@ fn hex(bytes: &[u8; 32]) -> String {
 impl Recorder<'_> {
     /// Records every pending member that ends at or before `on_tape` bytes.
     fn record_up_to(&mut self, on_tape: u64, events: &Events) -> Result<(), BackupError> {
+        if self.catalog_failure.is_some() {
+            return Ok(());
+        }
         while self.pending.front().is_some_and(|e| e.end <= on_tape) {
             if let Some(enc) = self.pending.pop_front() {
                 self.record(enc, events)?;
@@ -376,7 +394,10 @@ impl Recorder<'_> {
                     })
                     .collect(),
             };
-            batch.push_stamped(record, Some(stamp))?;
+            if let Err(e) = batch.push_stamped(record, Some(stamp)) {
+                catalog_failed(&mut self.catalog_failure, &e);
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -492,13 +513,22 @@ pub fn run(
                 block_size: Some(block_size as i64),
                 origin: "tapedeck",
             })?;
-            c.add_backup_volume(
+            if let Err(e) = c.add_backup_volume(
                 id,
                 0,
                 volume.id,
                 Some(*tape_file as i64),
                 Some(*first_block as i64),
-            )?;
+            ) {
+                // Nothing was written: the backup ends failed, never left `running`.
+                let reason = catalog_failed(&mut None, &e);
+                if let Err(e) =
+                    c.finish_backup(id, BackupStatus::Failed, catalog::now(), Some(&reason))
+                {
+                    tracing::warn!("backup {uuid}: its end cannot be recorded either: {e}");
+                }
+                return Err(e.into());
+            }
             Some(id)
         }
         _ => None,
@@ -692,6 +722,7 @@ pub fn run(
         pending: VecDeque::new(),
         replays: Vec::new(),
         failed_volumes: Vec::new(),
+        catalog_failure: None,
         files: 0,
         bytes: 0,
         changed: 0,
@@ -799,6 +830,14 @@ pub fn run(
             s.close();
         }
     }
+    // No tape change is served any more: a writer asking for one is told no, and one
+    // that asks later finds no one to ask (instead of waiting for ever).
+    while let Ok(change) = change_rx.try_recv() {
+        drop(change);
+        let _ = reply_tx.send(Err("the backup is stopping".into()));
+    }
+    drop(change_rx);
+    drop(reply_tx);
     let encoder_end = encoder
         .join()
         .map_err(|_| BackupError::Internal("the encoder thread panicked".into()))?;
@@ -807,11 +846,15 @@ pub fn run(
         .map_err(|_| BackupError::Internal("the writer thread panicked".into()))?;
     // The writer's end stopped the stage too (its ring is closed).
     let spooled = stage_threads.map_or(Ok(()), |t| t.join());
-    // A failure of the encoder (an archive it could not write) or of the recorder (the
-    // catalogue) fails the backup; it is still ended and recorded below.
+    // A failure of the encoder (an archive it could not write), of the index or of the
+    // catalogue fails the backup; it is still ended and recorded below. Once the catalogue
+    // could not be written, nothing more goes to it but the backup's end, and nothing more
+    // to tape: the data's tape file is closed, and no index is written after it.
     let mut failure = None;
     if let Err(e) = recorded {
-        failure = Some(format!("recording files in the catalogue: {e}"));
+        if recorder.catalog_failure.is_none() {
+            failure = Some(format!("recording files: {e}"));
+        }
     }
     if let Err(e) = spooled {
         failure.get_or_insert(format!("spooling the archive: {e}"));
@@ -830,7 +873,9 @@ pub fn run(
             },
             &events,
         ) {
-            failure = Some(format!("recording files in the catalogue: {e}"));
+            if recorder.catalog_failure.is_none() {
+                failure = Some(format!("recording files: {e}"));
+            }
         }
     }
     // An incremental's deletions, once the whole stream is recorded and the scan saw
@@ -839,11 +884,19 @@ pub fn run(
     let stream_complete = matches!(outcome.end, WriterEnd::Drained)
         && !matches!(encoder_end, EncoderEnd::Interrupted { .. })
         && !interrupt.requested();
-    if let (Some(basis), None, true) = (&req.basis, &failure, stream_complete) {
+    if let (Some(basis), None, None, true) = (
+        &req.basis,
+        &failure,
+        &recorder.catalog_failure,
+        stream_complete,
+    ) {
         match incremental::record_deletions(basis, recorder.batch.as_mut(), recorder.index.as_mut())
         {
             Ok(n) => deleted = n,
-            Err(e) => failure = Some(format!("recording deletions in the catalogue: {e}")),
+            Err(BackupError::Catalog(e)) => {
+                catalog_failed(&mut recorder.catalog_failure, &e);
+            }
+            Err(e) => failure = Some(format!("recording deletions: {e}")),
         }
     }
     let WriterOutcome {
@@ -858,17 +911,28 @@ pub fn run(
         min_streaming_rate,
         tape_error,
     } = outcome;
-    let batch_result = recorder.batch.take().map(FileBatch::finish).transpose();
+    // What is still queued is committed; what the catalogue holds is what is saved.
+    let mut batch = recorder.batch.take();
+    if let (Some(b), None) = (batch.as_mut(), &recorder.catalog_failure) {
+        if let Err(e) = b.flush() {
+            catalog_failed(&mut recorder.catalog_failure, &e);
+        }
+    }
+    let committed = batch.as_ref().map(FileBatch::committed);
+    drop(batch);
     let Recorder {
-        files,
-        bytes,
+        files: streamed,
+        bytes: streamed_bytes,
         changed,
         damaged,
         index,
         parts,
         failed_volumes,
+        mut catalog_failure,
         ..
     } = recorder;
+    // Without a catalogue (a stream to a device), what is on the stream is saved.
+    let (files, bytes) = committed.unwrap_or((streamed, streamed_bytes));
     let last_part = parts.last().cloned();
     let tape_file = last_part.as_ref().map_or(0, |p| p.tape_file);
 
@@ -894,10 +958,7 @@ pub fn run(
         }
         WriterEnd::Failed(m) => (BackupStatus::Failed, Some(m.clone())),
     };
-    if let Err(e) = &batch_result {
-        failure.get_or_insert(format!("recording files in the catalogue: {e}"));
-    }
-    if let Some(f) = failure {
+    if let Some(f) = catalog_failure.clone().or(failure) {
         status = BackupStatus::Failed;
         error = Some(f);
     }
@@ -908,16 +969,17 @@ pub fn run(
     // drive to write out its cache.
     let mut drive_kept = None;
     if let Sink::Tape(mut drive) = sink {
-        // The index goes after the data when the data's tape file closed cleanly.
-        if matches!(writer_end, WriterEnd::Drained) {
+        // The index goes after the data when the data's tape file closed cleanly, and the
+        // catalogue took what the index describes.
+        if matches!(writer_end, WriterEnd::Drained) && catalog_failure.is_none() {
             let before = drive.position().ok();
             let written = match index {
                 Some(index) => {
                     let trailer = IndexTrailer {
                         finished: super::index::index_time(catalog::now()),
                         status: status.as_str(),
-                        files,
-                        bytes,
+                        files: streamed,
+                        bytes: streamed_bytes,
                     };
                     index
                         .write_to_tape(&trailer, &uuid, drive.as_mut(), block_size as usize)
@@ -982,11 +1044,17 @@ pub fn run(
         })();
         if let Err(e) = &recorded {
             status = BackupStatus::Failed;
-            error.get_or_insert_with(|| format!("recording the backup in the catalogue: {e}"));
+            let reason = catalog_failed(&mut catalog_failure, e);
+            error.get_or_insert(reason);
         }
-        let finished = c.finish_backup(id, status, catalog::now(), error.as_deref());
-        recorded?;
-        finished?;
+        // An end that cannot be recorded is tried once more, as failed: it is a small
+        // transaction that a nearly full disk may still take.
+        if let Err(e) = c.finish_backup(id, status, catalog::now(), error.as_deref()) {
+            status = BackupStatus::Failed;
+            let reason = catalog_failed(&mut catalog_failure, &e);
+            let reason = error.get_or_insert(reason);
+            c.finish_backup(id, status, catalog::now(), Some(reason))?;
+        }
         if matches!(writer_end, WriterEnd::EndOfTape) {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
@@ -1024,6 +1092,7 @@ pub fn run(
         first_block: tape.as_ref().map(|t| t.2),
         files,
         bytes,
+        streamed,
         tape_bytes,
         skipped,
         changed,
@@ -1087,20 +1156,22 @@ fn change_volume(
     let Some(batch) = recorder.batch.as_mut() else {
         return Err("no catalogue".into());
     };
-    let cat = batch.catalog().map_err(|e| e.to_string())?;
-    let recorded = cat.record_volume_written(
+    // A catalogue that cannot be written stops the backup here (the reason is kept).
+    let failed = &mut recorder.catalog_failure;
+    let cat = batch.catalog().map_err(|e| catalog_failed(failed, e))?;
+    cat.record_volume_written(
         left.volume_id,
         change.bytes_on_volume as i64,
         left.tape_file as i64 + 1,
-    );
-    recorded.map_err(|e| e.to_string())?;
+    )
+    .map_err(|e| catalog_failed(failed, e))?;
     if let Some(part) = recorder.parts.last_mut() {
         part.usage_counted = true;
     }
     let why = match &change.reason {
         ChangeReason::Full => {
             cat.set_volume_status(&left.label, VolumeStatus::Full, None)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| catalog_failed(failed, e))?;
             events.send(Event::Warning {
                 message: format!(
                     "volume {} is full; the backup continues on the next",
@@ -1125,7 +1196,7 @@ fn change_volume(
                 detail: &detail,
             })
             .and_then(|()| cat.set_volume_status(&left.label, VolumeStatus::Error, Some(&detail)))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| catalog_failed(failed, e))?;
             recorder.failed_volumes.push(left.label.clone());
             events.send(Event::VolumeFailed {
                 volume: left.label.clone(),
@@ -1169,7 +1240,7 @@ fn change_volume(
         Some(next.tape_file as i64),
         Some(next.first_block as i64),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| catalog_failed(failed, e))?;
     events.send(Event::TapeFileStarted {
         volume: next.volume.label.clone(),
         tape_file: next.tape_file,

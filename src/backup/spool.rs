@@ -101,11 +101,10 @@ pub fn free_space(dir: &Path) -> Result<u64, SpoolError> {
             reason: "not a directory".into(),
         });
     }
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| SpoolError::Dir {
+    super::space::available(dir).map_err(|e| SpoolError::Dir {
         dir: dir.to_path_buf(),
         reason: e.desc().to_string(),
-    })?;
-    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+    })
 }
 
 /// The spool size used when none is given: half the free space, at most

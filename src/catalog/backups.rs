@@ -347,6 +347,9 @@ pub struct FileBatch<'c> {
     next_seq: Option<i64>,
     parts: Option<Parts>,
     inserted: u64,
+    /// Files (deletions not counted) and their bytes in committed transactions.
+    committed_files: u64,
+    committed_bytes: u64,
 }
 
 impl FileBatch<'_> {
@@ -505,12 +508,14 @@ impl FileBatch<'_> {
                 "UPDATE backups SET files = files + ?1, bytes = bytes + ?2 WHERE id = ?3",
                 params![files, bytes, backup_id],
             )?;
-            Ok(seq)
+            Ok((seq, files, bytes))
         });
         match result {
-            Ok(seq) => {
+            Ok((seq, files, bytes)) => {
                 self.next_seq = Some(seq);
                 self.inserted += pending.len() as u64;
+                self.committed_files += files as u64;
+                self.committed_bytes += bytes as u64;
                 Ok(())
             }
             Err(e) => {
@@ -533,6 +538,12 @@ impl FileBatch<'_> {
 
     pub fn inserted(&self) -> u64 {
         self.inserted
+    }
+
+    /// Files (not counting records of deletions) and their bytes that committed
+    /// transactions hold: what the catalogue has of the backup, whatever is still queued.
+    pub fn committed(&self) -> (u64, u64) {
+        (self.committed_files, self.committed_bytes)
     }
 
     /// The catalogue, for other work between batches (what is queued is written first).
@@ -604,6 +615,27 @@ impl Catalog {
         })
     }
 
+    /// Files all backups in the catalogue hold (records of deletions not counted).
+    pub fn files_recorded(&self) -> Result<u64> {
+        let n: i64 =
+            self.conn()
+                .query_row("SELECT COALESCE(SUM(files), 0) FROM backups", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Files of the largest complete backup of job `name`, if it has one.
+    pub fn largest_backup_of_job(&self, name: &str) -> Result<Option<u64>> {
+        let n: Option<i64> = self.conn().query_row(
+            "SELECT MAX(b.files) FROM backups b JOIN jobs j ON j.id = b.job_id
+             WHERE j.name = ?1 AND b.status = 'complete'",
+            [name],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n.max(0) as u64))
+    }
+
     /// A batch inserter for the files of backup `backup_id`.
     pub fn file_batch(&mut self, backup_id: i64) -> FileBatch<'_> {
         FileBatch {
@@ -615,6 +647,8 @@ impl Catalog {
             next_seq: None,
             parts: None,
             inserted: 0,
+            committed_files: 0,
+            committed_bytes: 0,
         }
     }
 
@@ -687,21 +721,17 @@ impl Catalog {
                               WHERE backup_id = ?1 AND tape_file IS NOT NULL)",
                 [backup_id],
             )?;
+            // A volume that now holds data is appendable (empty to appendable is always
+            // allowed), in the same transaction: an end recorded without it would leave
+            // data on a volume the catalogue calls empty.
+            tx.execute(
+                "UPDATE volumes SET status = 'appendable', error = NULL
+                 WHERE status = 'empty'
+                   AND id IN (SELECT volume_id FROM backup_volumes WHERE backup_id = ?1)",
+                [backup_id],
+            )?;
             Ok(())
-        })?;
-        // A volume that now holds data is appendable (through the one transition check).
-        let mut stmt = self.conn().prepare(
-            "SELECT v.label FROM volumes v JOIN backup_volumes bv ON bv.volume_id = v.id
-             WHERE bv.backup_id = ?1 AND v.status = 'empty'",
-        )?;
-        let labels: Vec<String> = stmt
-            .query_map([backup_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        for label in labels {
-            self.set_volume_status(&label, super::VolumeStatus::Appendable, None)?;
-        }
-        Ok(())
+        })
     }
 
     /// Backups left `running` by a process that no longer exists on this host: a backup is

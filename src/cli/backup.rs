@@ -15,8 +15,8 @@ use tapedeck::backup::incremental::{self, BackupKind, Plan};
 use tapedeck::backup::spool::SpoolSettings;
 use tapedeck::backup::telemetry::{Event, Events, Telemetry};
 use tapedeck::backup::{
-    self, memory, passthrough, scan, spool, volume, BackupError, BackupRequest, Interrupt, Source,
-    Strategy, Summary, Target,
+    self, memory, passthrough, scan, space, spool, volume, BackupError, BackupRequest, Interrupt,
+    Source, Strategy, Summary, Target,
 };
 use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
@@ -365,6 +365,10 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         if let Some(p) = &args.pool {
             cat.pool(p)?;
         }
+        // The catalogue's disk can take the files the backup will record, before any
+        // tape moves.
+        let expected = expected_files(&source, &cat, args.job.as_deref())?;
+        space::check_catalog(&cat, expected).map_err(BackupError::from)?;
         let block = requested_block.unwrap_or(config.drive_block_size(&spec.name) as u32);
         let wait =
             super::tape_change::Wait::from_terminal(args.change_timeout.map(Duration::from_secs));
@@ -443,6 +447,37 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             summary.error.as_deref().unwrap_or("unknown error")
         )),
     }
+}
+
+/// How long the catalogue's space check waits for the scan to count the sources.
+const COUNT_WAIT: Duration = Duration::from_millis(500);
+
+/// The files a backup is expected to record, as far as is known before it starts: the
+/// larger of the job's largest complete backup and what the scan has found (it runs
+/// alongside: all of a small tree, the start of a large one, after a short wait).
+fn expected_files(
+    source: &Source,
+    cat: &tapedeck::catalog::Catalog,
+    job: Option<&str>,
+) -> Result<u64> {
+    let previous = match job {
+        Some(j) => cat.largest_backup_of_job(j)?.unwrap_or(0),
+        None => 0,
+    };
+    let scanned = match source {
+        Source::Scan(entries) => {
+            let started = std::time::Instant::now();
+            while !entries.totals().done
+                && !entries.scan_waiting()
+                && started.elapsed() < COUNT_WAIT
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            entries.totals().entries as u64
+        }
+        Source::Tar(_) => 0,
+    };
+    Ok(previous.max(scanned))
 }
 
 /// The catalogue, with backups left running by dead processes marked failed.
@@ -753,6 +788,14 @@ fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {
         s.changed,
         s.damaged
     );
+    if s.streamed > s.files {
+        errln!(
+            "  NOT SAVED {} of the {} files streamed onto tape: the catalogue did not record \
+             them; back them up again once it can be written",
+            s.streamed - s.files,
+            s.streamed
+        );
+    }
     errln!(
         "  written   {} in {:.1} s, average {} onto tape, lowest one-second rate while streaming {}",
         format_size(s.tape_bytes),
