@@ -102,3 +102,40 @@ fn a_label_the_catalogue_never_recorded_is_a_note_and_the_cartridge_is_used_next
     }
     panic!("no kill left a label the catalogue does not know");
 }
+
+/// Bytes in the tape files of a virtual cartridge.
+fn on_tape(home: &Home, barcode: &str) -> u64 {
+    fs::read_dir(home.cartridge(barcode))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Kills the spanning backup at each catalogue write in turn until one dies after it
+/// filled TD0001L9 to early warning (1 MiB before the end of a 24 MiB cartridge) and
+/// before the catalogue recorded it full: the next backup must not append there.
+#[test]
+fn a_volume_left_appendable_past_early_warning_is_full_for_the_next_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let small = tree(&work.path().join("small"), 4, 30_000, 1);
+    let big = tree(&work.path().join("big"), 13, 2_000_000, 100);
+    for n in 1..=60 {
+        let home = scene(&small);
+        let (code, _) = backup(&home, &big, Some(&format!("kill:catalog-write:{n}")));
+        assert!(code.is_none(), "ran to its end before catalogue write {n}");
+        let status: String = home.sql_value("SELECT status FROM volumes WHERE label = 'TD0001L9'");
+        if status != "appendable" || on_tape(&home, "TD0001L9") < 23 << 20 {
+            continue;
+        }
+        let (_, summary) = backup(&home, &small, None);
+        assert_ne!(summary["volume"], "TD0001L9", "{summary}");
+        let status: String = home.sql_value("SELECT status FROM volumes WHERE label = 'TD0001L9'");
+        assert_eq!(status, "full");
+        let (code, out) = check(&home);
+        assert_eq!(code, Some(0), "{out}");
+        return;
+    }
+    panic!("no kill left TD0001L9 appendable past early warning");
+}
