@@ -172,6 +172,16 @@ pub fn read_tape_start(drive: &mut dyn TapeDrive) -> Result<TapeStart, LabelErro
     Ok(start)
 }
 
+/// Whether the tape holds its first block and the filemark after it, and nothing more: a
+/// label no backup was written after. The tape is rewound.
+pub fn holds_only_first_block(drive: &mut dyn TapeDrive) -> Result<bool, LabelError> {
+    drive.rewind()?;
+    drive.space_to_eod()?;
+    let end = drive.position()?;
+    drive.rewind()?;
+    Ok(end <= 2)
+}
+
 /// Writes the label at BOT: everything on the tape after it is gone.
 pub fn write_label(drive: &mut dyn TapeDrive, label: &Label) -> Result<(), LabelError> {
     let block = label.to_block()?;

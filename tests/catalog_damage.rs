@@ -331,10 +331,13 @@ fn catalog_check_names_broken_chains() {
 #[test]
 fn catalog_check_compares_the_catalogue_with_the_librarys_labels() {
     let (home, _src, _) = three_files_backed_up(1000);
-    // A second volume labelled, then forgotten by the catalogue.
+    // A second volume labelled and written to, then forgotten by the catalogue (one holding
+    // only its label would be a note: nothing on it is lost).
     home.run(&["unload", "--drive", "lto9"]).success();
     home.run(&["load", "2", "--drive", "lto9"]).success();
     home.run(&["volume", "label", "--drive", "lto9"]).success();
+    home.run(&["tape", "eod", "--drive", "lto9"]).success();
+    home.run(&["tape", "weof", "--drive", "lto9"]).success();
     home.run(&["catalog", "check"]).success();
     home.sql()
         .execute("DELETE FROM volumes WHERE label = 'TD0002L9'", [])

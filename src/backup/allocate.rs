@@ -1,7 +1,8 @@
 //! Which cartridge a backup to a pool should go on, among those a changer holds: the
 //! pool's appendable volume, else an empty one of the pool, else one of the pool whose data
 //! has expired (recycled), else a labelled scratch volume, else a cartridge the catalogue
-//! has never seen (used only if it reads blank). A volume of another pool, one whose
+//! has never seen (used only if it reads blank, or holds nothing but a tapedeck label the
+//! catalogue does not know: a labelling cut short before its record). A volume of another pool, one whose
 //! data is still protected, a read-only one, or a cartridge the drive cannot write (by
 //! the LTO rules, [`crate::tape::lto`]) is never a candidate.
 
@@ -20,7 +21,8 @@ pub enum Fit {
     Recycle,
     /// A labelled volume of no pool holding nothing: it joins the pool.
     Scratch,
-    /// A cartridge the catalogue does not know: labelled into the pool if it reads blank.
+    /// A cartridge the catalogue does not know: labelled into the pool if it reads blank or
+    /// holds only a label the catalogue does not know.
     Unknown,
 }
 
@@ -31,7 +33,7 @@ impl Fit {
             Fit::Empty => "empty volume of the pool",
             Fit::Recycle => "expired volume of the pool (will be relabelled)",
             Fit::Scratch => "empty scratch volume",
-            Fit::Unknown => "unlabelled cartridge (used if blank)",
+            Fit::Unknown => "cartridge the catalogue does not know (used if blank)",
         }
     }
 }

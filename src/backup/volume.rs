@@ -6,6 +6,7 @@ use super::BackupError;
 use crate::catalog::{Catalog, Volume, VolumeStatus};
 use crate::label::{self, Label, TapeStart};
 use crate::tape::TapeDrive;
+use crate::vlib::cartridge::default_early_warning_gap;
 
 /// A volume positioned for appending.
 pub struct TapeTarget {
@@ -119,6 +120,21 @@ pub fn prepare(
         }
         None => known_files,
     };
+    // A backup that died after it filled the volume to early warning, before the
+    // catalogue recorded it full, left it appendable: what is on the tape says otherwise.
+    // (The capacity is known for virtual cartridges; a drive says so only on a write.)
+    if let Some(capacity) = volume.capacity.map(|c| c.max(0) as u64) {
+        let on_tape = first_block.saturating_sub(tape_file) * label.block_size as u64;
+        if on_tape >= capacity.saturating_sub(default_early_warning_gap(capacity)) {
+            cat.set_volume_status(&volume.label, VolumeStatus::Full, None)?;
+            return Err(BackupError::Refused(format!(
+                "volume {} in {drive_name} holds {} and is past its early-warning point \
+                 (a backup that ended there filled it): marked full",
+                volume.label,
+                crate::units::format_size(on_tape)
+            )));
+        }
+    }
     Ok(TapeTarget {
         drive,
         drive_name,

@@ -93,6 +93,8 @@ pub struct HeldLabel {
     pub barcode: String,
     /// The tapedeck label on it: its name and uuid. `None`: blank or not tapedeck's.
     pub label: Option<(String, String)>,
+    /// Nothing is recorded after the label: no backup was ever written there.
+    pub only_label: bool,
 }
 
 impl Catalog {
@@ -119,9 +121,13 @@ impl Catalog {
 
     /// The catalogue against what the library's cartridges say: a labelled volume the
     /// catalogue does not know, or knows with another uuid, and a labelled volume of the
-    /// catalogue whose cartridge is in the library without its label. One line each.
-    pub fn check_library(&self, held: &[HeldLabel]) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
+    /// catalogue whose cartridge is in the library without its label. One line each, in
+    /// `report`: a label the catalogue does not know on a cartridge holding nothing else
+    /// is a note (a labelling cut short before its record: nothing is lost, and allocation
+    /// takes such a cartridge as blank), not damage.
+    pub fn check_library(&self, held: &[HeldLabel], report: &mut CheckReport) -> Result<()> {
+        let problems = &mut report.problems;
+        let notes = &mut report.notes;
         let schema = self.has_schema()?;
         for h in held {
             let Some((label, uuid)) = &h.label else {
@@ -132,6 +138,12 @@ impl Catalog {
                 false => None,
             };
             match known {
+                None if h.only_label => notes.push(format!(
+                    "cartridge {} holds only the label of volume {label}, which the catalogue \
+                     does not know (its labelling was cut short): nothing is lost, and a \
+                     backup to a pool takes it as a blank cartridge",
+                    h.barcode
+                )),
                 None => problems.push(format!(
                     "volume {label} (cartridge {}) is labelled in the library but the \
                      catalogue does not know it: `tapedeck catalog rebuild --tape {label}`",
@@ -147,7 +159,7 @@ impl Catalog {
             }
         }
         if !schema {
-            return Ok(problems);
+            return Ok(());
         }
         for v in self.volumes(None)? {
             let Some(uuid) = &v.uuid else { continue };
@@ -171,7 +183,7 @@ impl Catalog {
                 ));
             }
         }
-        Ok(problems)
+        Ok(())
     }
 
     /// Runs every check; a report, not an error, describes what is wrong.
@@ -383,8 +395,11 @@ mod tests {
         let held = [HeldLabel {
             barcode: "TD0001L9".into(),
             label: Some(("TD0001L9".into(), "u-1".into())),
+            only_label: false,
         }];
-        let problems = cat.check_library(&held).unwrap();
+        let mut report = CheckReport::default();
+        cat.check_library(&held, &mut report).unwrap();
+        let problems = report.problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains("catalogue does not know it")

@@ -635,7 +635,7 @@ fn allocate_volume(
                     errln!("Relabelled {label}: its expired data is given up.");
                 }
                 Fit::Unknown => {
-                    let labelled = super::catalog::label_if_blank(
+                    let labelled = super::catalog::label_if_unused(
                         drive.as_mut(),
                         cat,
                         spec,
@@ -644,7 +644,9 @@ fn allocate_volume(
                     )?;
                     match labelled {
                         Some(label) => errln!("Labelled the blank cartridge as {label}."),
-                        None => return Err(bad_input("not blank")),
+                        None => return Err(bad_input(
+                            "neither blank nor holding only a label the catalogue does not know",
+                        )),
                     }
                 }
                 Fit::Append | Fit::Empty | Fit::Scratch => {}

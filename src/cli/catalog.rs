@@ -94,9 +94,10 @@ fn library_labels(config: &Config) -> Result<Vec<HeldLabel>> {
     Ok(lib
         .labels()?
         .into_iter()
-        .map(|(barcode, label)| HeldLabel {
-            barcode,
-            label: label.map(|l| (l.label, l.uuid)),
+        .map(|c| HeldLabel {
+            barcode: c.barcode,
+            label: c.label.map(|l| (l.label, l.uuid)),
+            only_label: c.only_label,
         })
         .collect())
 }
@@ -423,16 +424,28 @@ pub(super) fn write_new_label(
     })?)
 }
 
-/// Labels the tape in `drive` when it is blank and its barcode is known (a virtual
-/// cartridge): nothing on it can be lost. Returns the new volume's label.
-pub(super) fn label_if_blank(
+/// Labels the tape in `drive` when it is unused and its barcode is known (a virtual
+/// cartridge): blank, or holding nothing but a tapedeck label the catalogue does not know
+/// (a labelling cut short before its record). Nothing on it can be lost. Returns the new
+/// volume's label.
+pub(super) fn label_if_unused(
     drive: &mut dyn tapedeck::tape::TapeDrive,
     cat: &mut Catalog,
     spec: &drives::DriveSpec,
     pool: Option<&str>,
     block_size: u32,
 ) -> Result<Option<String>> {
-    if !drive.status()?.online || label::read_tape_start(drive)? != TapeStart::Blank {
+    if !drive.status()?.online {
+        return Ok(None);
+    }
+    let unused = match label::read_tape_start(drive)? {
+        TapeStart::Blank => true,
+        TapeStart::Labelled(l) => {
+            cat.find_volume(&l.label)?.is_none() && label::holds_only_first_block(drive)?
+        }
+        TapeStart::Foreign(_) => false,
+    };
+    if !unused {
         return Ok(None);
     }
     let Some(cartridge) = virtual_cartridge(&spec.kind, &spec.name)? else {
@@ -567,7 +580,7 @@ pub fn catalog(cmd: CatalogCommand, config: &Config) -> Result<()> {
                         .into(),
                 );
             }
-            report.problems.extend(cat.check_library(&held)?);
+            cat.check_library(&held, &mut report)?;
             if json {
                 print_json(&report)?;
             } else {

@@ -117,7 +117,7 @@ pub(super) fn try_drive(
     requested_block: Option<u32>,
 ) -> Result<Result<TapeTarget, BackupError>> {
     let mut drive = spec.open()?;
-    if let Some(label) = super::catalog::label_if_blank(drive.as_mut(), cat, spec, pool, block)? {
+    if let Some(label) = super::catalog::label_if_unused(drive.as_mut(), cat, spec, pool, block)? {
         errln!("Labelled the blank cartridge in {} as {label}.", spec.name);
     }
     match volume::prepare(drive, cat, pool, requested_block) {

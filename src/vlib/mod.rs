@@ -285,6 +285,16 @@ fn valid_name(name: &str) -> Result<(), VlibError> {
 }
 
 /// A virtual library at a directory.
+/// What a cartridge holds at its start, as [`Library::labels`] reads it from its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CartridgeLabel {
+    pub barcode: String,
+    /// The tapedeck label in tape file 0, if it holds one.
+    pub label: Option<crate::label::Label>,
+    /// A label and nothing after it: no backup was ever written on this pass.
+    pub only_label: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Library {
     dir: PathBuf,
@@ -482,8 +492,9 @@ impl Library {
     }
 
     /// What tape file 0 of each cartridge holds, by barcode: the tapedeck label, or
-    /// `None` (blank, or not a tapedeck label). Read from the files, no drive moved.
-    pub fn labels(&self) -> Result<Vec<(String, Option<crate::label::Label>)>, VlibError> {
+    /// `None` (blank, or not a tapedeck label), and whether nothing is recorded after it.
+    /// Read from the files, no drive moved.
+    pub fn labels(&self) -> Result<Vec<CartridgeLabel>, VlibError> {
         let mut out = Vec::new();
         for meta in self.cartridges()? {
             let dir = self.cartridge_dir(&meta.barcode);
@@ -501,9 +512,40 @@ impl Library {
                     Err(e) => return Err(VlibError::io(&path, e)),
                 }
             }
-            out.push((meta.barcode, crate::label::Label::from_block(&block)));
+            let label = crate::label::Label::from_block(&block);
+            let only_label = label.is_some() && Self::holds_one_block(&dir, &meta)?;
+            out.push(CartridgeLabel {
+                barcode: meta.barcode,
+                label,
+                only_label,
+            });
         }
         Ok(out)
+    }
+
+    /// Whether the cartridge holds one block in tape file 0 (and at most the filemark
+    /// after it) and nothing else.
+    fn holds_one_block(dir: &Path, meta: &CartridgeMeta) -> Result<bool, VlibError> {
+        if meta.filemarks > 1 {
+            return Ok(false);
+        }
+        for index in 0..=meta.filemarks {
+            let path = Cartridge::tape_file_path(dir, index);
+            let len = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(VlibError::io(&path, e)),
+            };
+            let expected = if index == 0 {
+                meta.block_size as u64
+            } else {
+                0
+            };
+            if len != expected {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Changes a cartridge's `cartridge.json` (faults, write protection) while no drive
