@@ -139,3 +139,55 @@ fn a_volume_left_appendable_past_early_warning_is_full_for_the_next_backup() {
     }
     panic!("no kill left TD0001L9 appendable past early warning");
 }
+
+/// As above, on a volume whose capacity the catalogue does not know (a real drive says
+/// early warning only on a write): the next backup learns that the tape is full only when
+/// the tape ends under its index. It fails, the volume is marked full, and the backup
+/// after it runs on another volume.
+#[test]
+fn a_tape_that_ends_under_the_index_is_full_for_the_next_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let small = tree(&work.path().join("small"), 4, 30_000, 1);
+    let big = tree(&work.path().join("big"), 13, 2_000_000, 100);
+    for n in 1..=60 {
+        let home = scene(&small);
+        let (code, _) = backup(&home, &big, Some(&format!("kill:catalog-write:{n}")));
+        assert!(code.is_none(), "ran to its end before catalogue write {n}");
+        let status: String = home.sql_value("SELECT status FROM volumes WHERE label = 'TD0001L9'");
+        if status != "appendable" || on_tape(&home, "TD0001L9") < 23 << 20 {
+            continue;
+        }
+        home.sql()
+            .execute(
+                "UPDATE volumes SET capacity = NULL WHERE label = 'TD0001L9'",
+                [],
+            )
+            .unwrap();
+        let out = home
+            .cmd()
+            .args(["backup", "--drive", "lto9", "--pool", "p", "--json"])
+            .arg(&small)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            // The index fitted after all: nothing to learn from this kill.
+            continue;
+        }
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["volume"], "TD0001L9", "{summary}");
+        assert!(
+            summary["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("physical end"),
+            "{summary}"
+        );
+        let status: String = home.sql_value("SELECT status FROM volumes WHERE label = 'TD0001L9'");
+        assert_eq!(status, "full");
+        let (code, summary) = backup(&home, &small, None);
+        assert_eq!(code, Some(0), "{summary}");
+        assert_ne!(summary["volume"], "TD0001L9", "{summary}");
+        return;
+    }
+    panic!("no kill left TD0001L9 appendable past early warning with the index not fitting");
+}

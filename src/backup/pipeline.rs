@@ -6,7 +6,7 @@ use super::encoder::{self, BlockSink, Encoded, EncoderEnd, EncoderEvent, Integri
 use super::entries::{Cursor, EntryLog};
 use super::flow::{FlowConfig, FlowController, FlowPolicy, SpeedRange};
 use super::incremental::{self, BackupKind, Basis};
-use super::index::{IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
+use super::index::{IndexError, IndexHeader, IndexRecord, IndexSegment, IndexTrailer, IndexWriter};
 use super::passthrough::{self, TarInput};
 use super::reader::{PrefetchConfig, Prefetcher};
 use super::replay::{Replay, ReplayDamage};
@@ -24,7 +24,7 @@ use crate::catalog::{
     self, BackupStatus, Catalog, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup,
     SegmentRecord, TapeErrorRecord, VolumeStatus,
 };
-use crate::tape::TapeDrive;
+use crate::tape::{TapeDrive, TapeError};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -965,6 +965,7 @@ pub fn run(
     let mut repositions = None;
     let mut index_bytes = 0u64;
     let mut tape_files_now = tape_file + 1;
+    let mut index_filled_tape = false;
     // The drive is kept until the catalogue is updated: closing it can wait for the
     // drive to write out its cache.
     let mut drive_kept = None;
@@ -983,8 +984,7 @@ pub fn run(
                     };
                     index
                         .write_to_tape(&trailer, &uuid, drive.as_mut(), block_size as usize)
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| drive.write_filemarks(1, false).map_err(|e| e.to_string()))
+                        .and_then(|_| Ok(drive.write_filemarks(1, false)?))
                 }
                 None => Ok(()),
             };
@@ -996,9 +996,18 @@ pub fn run(
                     }
                 }
                 Err(e) => {
+                    // A tape that ends under the index is full: the next backup must not
+                    // start on it (a real drive says early warning only on writes, so a
+                    // backup that began inside the zone may learn it only here).
+                    index_filled_tape = matches!(
+                        e,
+                        IndexError::EndOfTape | IndexError::Tape(TapeError::EndOfMedium { .. })
+                    );
                     status = BackupStatus::Failed;
-                    error = Some(e.clone());
-                    events.send(Event::Error { message: e });
+                    error = Some(e.to_string());
+                    events.send(Event::Error {
+                        message: e.to_string(),
+                    });
                 }
             }
         }
@@ -1055,7 +1064,7 @@ pub fn run(
             let reason = error.get_or_insert(reason);
             c.finish_backup(id, status, catalog::now(), Some(reason))?;
         }
-        if matches!(writer_end, WriterEnd::EndOfTape) {
+        if matches!(writer_end, WriterEnd::EndOfTape) || index_filled_tape {
             c.set_volume_status(&last.label, VolumeStatus::Full, None)?;
         }
         // Only a failure of the drive or the medium puts the volume in error (not a tape
