@@ -17,7 +17,7 @@ fn every_invariant_holds_after_every_fault() {
     };
     let iterations = env("TAPEDECK_CAMPAIGN_ITERATIONS", 21) as usize;
     let seed = env("TAPEDECK_CAMPAIGN_SEED", 11);
-    let figures = campaign::run(iterations, seed, |o| {
+    let figures = campaign::run(campaign::Plan::Random(iterations), seed, |o| {
         eprintln!(
             "{:?} under {:?}: {} violations, recovered in {:.2} s",
             o.operation,

@@ -580,6 +580,10 @@ pub fn iteration(op: Operation, fault: Fault) -> Outcome {
 /// The campaign's figures: iterations and violations by fault kind, the longest recovery.
 #[derive(Debug, Default)]
 pub struct Figures {
+    /// Fault points per kind of hook point, summed over the operations (the census).
+    pub points: BTreeMap<&'static str, u64>,
+    /// Distinct (operation, point, N) the hook faults hit.
+    pub points_hit: std::collections::BTreeSet<(Operation, &'static str, u64)>,
     pub iterations: usize,
     pub by_kind: BTreeMap<String, (usize, usize)>,
     pub violations: Vec<String>,
@@ -589,6 +593,9 @@ pub struct Figures {
 impl Figures {
     pub fn add(&mut self, outcome: &Outcome) {
         self.iterations += 1;
+        if let Fault::Hook { point, nth, .. } = outcome.fault {
+            self.points_hit.insert((outcome.operation, point, nth));
+        }
         let entry = self.by_kind.entry(outcome.fault.kind()).or_insert((0, 0));
         entry.0 += 1;
         entry.1 += outcome.violations.len();
@@ -608,6 +615,16 @@ impl Figures {
             self.violations.len(),
             self.longest_recovery.as_secs_f64()
         );
+        let points: Vec<String> = self
+            .points
+            .iter()
+            .map(|(point, n)| format!("{point} {n}"))
+            .collect();
+        text.push_str(&format!(
+            "  fault points (census, all operations): {}; {} distinct ones hit\n",
+            points.join(", "),
+            self.points_hit.len()
+        ));
         for (kind, (n, v)) in &self.by_kind {
             text.push_str(&format!(
                 "  {kind:<22} {n:>4} iterations {v:>3} violations\n"
@@ -620,14 +637,60 @@ impl Figures {
     }
 }
 
-/// Runs `iterations` iterations from `seed`, spread over the operations in turn.
-pub fn run(iterations: usize, seed: u64, mut each: impl FnMut(&Outcome)) -> Figures {
+/// How the faults are chosen.
+#[derive(Clone, Copy, Debug)]
+pub enum Plan {
+    /// This many iterations, the operations in turn, each fault drawn at random.
+    Random(usize),
+    /// Every hook point of every operation with every action, then `kills` SIGKILLs at
+    /// random moments and two early warnings per operation.
+    Every { kills: usize },
+}
+
+/// Runs the campaign from `seed`.
+pub fn run(plan: Plan, seed: u64, mut each: impl FnMut(&Outcome)) -> Figures {
     let census = census();
     let mut rng = Rng::new(seed);
     let mut figures = Figures::default();
-    for i in 0..iterations {
-        let op = OPERATIONS[i % OPERATIONS.len()];
-        let fault = pick_fault(&mut rng, &census, op);
+    for ((_, point), n) in &census.hits {
+        *figures.points.entry(point).or_insert(0) += n;
+    }
+    let faults: Vec<(Operation, Fault)> = match plan {
+        Plan::Random(iterations) => (0..iterations)
+            .map(|i| {
+                let op = OPERATIONS[i % OPERATIONS.len()];
+                (op, pick_fault(&mut rng, &census, op))
+            })
+            .collect(),
+        Plan::Every { kills } => {
+            let mut all = Vec::new();
+            for (&(op, point), &hits) in &census.hits {
+                for nth in 1..=hits {
+                    for action in HOOK_ACTIONS {
+                        all.push((op, Fault::Hook { action, point, nth }));
+                    }
+                }
+            }
+            for op in OPERATIONS {
+                let took = census
+                    .took
+                    .get(&op)
+                    .copied()
+                    .unwrap_or(Duration::from_secs(1));
+                for _ in 0..kills {
+                    let after = rng.range(1, took.as_millis().max(2) as u64);
+                    all.push((op, Fault::Kill(Duration::from_millis(after))));
+                }
+                if op.is_backup() {
+                    for _ in 0..2 {
+                        all.push((op, Fault::EarlyWarning(rng.range(1 << 20, 24 << 20))));
+                    }
+                }
+            }
+            all
+        }
+    };
+    for (op, fault) in faults {
         let outcome = iteration(op, fault);
         each(&outcome);
         figures.add(&outcome);
