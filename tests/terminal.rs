@@ -84,3 +84,23 @@ fn the_operator_is_asked_for_a_tape_and_the_backup_goes_on_once_one_is_loaded() 
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(screen.contains("complete: volume TD0001L9"), "{screen}");
 }
+
+#[test]
+fn answering_abort_at_a_tape_change_aborts_the_backup_as_ctrl_c_does() {
+    require_tmux();
+    let home = Home::new();
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
+        .success();
+    home.run(&["load", "1", "--drive", "lto9"]).success();
+    let src = many_files(home.path(), 4, 3_000_000);
+    let session = backup_in_tmux(&home, &src, "tapedeck-abort");
+    let screen = session.wait_for("a aborts", 60);
+    assert!(screen.contains("needs a tape"), "{screen}");
+    session.send_keys("a");
+    session.send_keys("Enter");
+    let screen = session.wait_for("EXIT=", 30);
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    let status = home.json(&["status", "--json"]).to_string();
+    assert!(status.contains("aborted"), "{status}");
+    assert!(!status.contains("\"failed\""), "{status}");
+}

@@ -251,7 +251,12 @@ pub(super) fn wait_until<T>(
                 }
             };
             match answer.trim() {
-                "a" | "abort" => return Err(Interrupted.into()),
+                "a" | "abort" => {
+                    // The operator stops the job as Ctrl-C does: it ends aborted (exit 130)
+                    // with what was written recorded, not failed.
+                    interrupt.request();
+                    return Err(Interrupted.into());
+                }
                 "e" | "eject" => {
                     match spec.open().and_then(|mut d| d.unload()) {
                         Ok(()) => errln!("Ejected the tape in {}.", spec.name),
