@@ -104,3 +104,28 @@ fn answering_abort_at_a_tape_change_aborts_the_backup_as_ctrl_c_does() {
     assert!(status.contains("aborted"), "{status}");
     assert!(!status.contains("\"failed\""), "{status}");
 }
+
+#[test]
+fn the_second_tape_change_of_a_run_takes_the_first_key_pressed() {
+    require_tmux();
+    let home = Home::new();
+    home.run(&["vlib", "init", "--time-scale", "0", "--capacity", "6MiB"])
+        .success();
+    home.run(&["load", "1", "--drive", "lto9"]).success();
+    // About 15 MB: three 6 MiB cartridges, two tape changes.
+    let src = many_files(home.path(), 5, 3_000_000);
+    let session = backup_in_tmux(&home, &src, "tapedeck-twice");
+    for (full, slot) in [("TD0001L9", "2"), ("TD0002L9", "3")] {
+        session.wait_for(
+            &format!("Drive lto9 needs a tape: volume {full} is full"),
+            60,
+        );
+        home.run(&["unload", "--drive", "lto9"]).success();
+        home.run(&["load", slot, "--drive", "lto9"]).success();
+        // One Enter, once: it must be taken.
+        session.send_keys("Enter");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let screen = session.wait_for("EXIT=", 30);
+    assert!(screen.contains("EXIT=0"), "{screen}");
+}

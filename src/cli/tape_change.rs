@@ -127,18 +127,30 @@ pub(super) fn try_drive(
     }
 }
 
-/// Lines typed on the terminal, read by a thread so that Ctrl-C is seen while waiting.
-fn stdin_lines() -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+/// Lines typed on the terminal, read by one thread for the whole process (so that Ctrl-C is
+/// seen while waiting): a thread per prompt would keep stdin after its prompt was answered
+/// and take the first line typed at the next one. What was typed before the prompt is
+/// dropped.
+fn stdin_lines() -> std::sync::MutexGuard<'static, mpsc::Receiver<String>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<mpsc::Receiver<String>>> =
+        std::sync::OnceLock::new();
+    let lines = LINES.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
+        });
+        std::sync::Mutex::new(rx)
     });
-    rx
+    let lines = lines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    while lines.try_recv().is_ok() {}
+    lines
 }
 
 /// Waits until the drive holds a tape the backup can use. `first` is why the current one
