@@ -120,6 +120,12 @@ fn the_second_tape_change_of_a_run_takes_the_first_key_pressed() {
             &format!("Drive lto9 needs a tape: volume {full} is full"),
             60,
         );
+        // The progress bar does not draw over the prompt while it waits.
+        std::thread::sleep(Duration::from_millis(1000));
+        let screen = session.screen();
+        let asked = screen.rsplit("needs a tape: volume").next().unwrap_or("");
+        assert!(asked.contains("a aborts"), "{screen}");
+        assert!(!asked.contains("Streaming"), "{screen}");
         home.run(&["unload", "--drive", "lto9"]).success();
         home.run(&["load", slot, "--drive", "lto9"]).success();
         // One Enter, once: it must be taken.

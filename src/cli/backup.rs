@@ -699,6 +699,7 @@ fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_b
     } else {
         None
     };
+    super::output::set_progress_bar(bar.clone());
     let mut ticks = 0u64;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         finished.recv_timeout(Duration::from_millis(200))
@@ -737,6 +738,7 @@ fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_b
             None => {}
         }
     }
+    super::output::set_progress_bar(None);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

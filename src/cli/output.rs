@@ -69,6 +69,29 @@ pub fn is_closed_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The progress bar on stderr now, if one is shown: a prompt hides it while it asks.
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Makes `bar` the progress bar on stderr (`None` when it is gone).
+pub fn set_progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = bar;
+}
+
+/// Runs `f` (a prompt, or lines for the operator to read) with the progress bar taken off
+/// the terminal and held still, then draws it again: it never redraws over what `f` says.
+pub fn without_progress_bar<T>(f: impl FnOnce() -> T) -> T {
+    let bar = PROGRESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
 /// A spinner on stderr for work of unknown length: only for a person at a terminal, never
 /// with `--json`.
 pub fn spinner(json: bool) -> Option<indicatif::ProgressBar> {

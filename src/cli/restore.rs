@@ -548,6 +548,7 @@ fn watch(progress: &Progress, finished: &std::sync::mpsc::Receiver<()>, show_bar
         );
         bar
     });
+    super::output::set_progress_bar(bar.clone());
     let mut ticks = 0u64;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         finished.recv_timeout(Duration::from_millis(200))
@@ -570,6 +571,7 @@ fn watch(progress: &Progress, finished: &std::sync::mpsc::Receiver<()>, show_bar
             None => {}
         }
     }
+    super::output::set_progress_bar(None);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

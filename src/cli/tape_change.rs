@@ -227,6 +227,33 @@ pub(super) fn wait_until<T>(
     announce: &mut dyn FnMut(&str) -> Vec<String>,
     attempt: &mut dyn FnMut() -> Result<Result<T, String>>,
 ) -> Result<T> {
+    // The progress bar stays off the terminal while the operator is asked.
+    super::output::without_progress_bar(|| {
+        ask_until(
+            spec,
+            need,
+            first_reason,
+            prompt,
+            wait,
+            interrupt,
+            announce,
+            attempt,
+        )
+    })
+}
+
+/// [`wait_until`] with the progress bar out of the way.
+#[allow(clippy::too_many_arguments)]
+fn ask_until<T>(
+    spec: &DriveSpec,
+    need: &str,
+    first_reason: String,
+    prompt: &str,
+    wait: &Wait,
+    interrupt: &Interrupt,
+    announce: &mut dyn FnMut(&str) -> Vec<String>,
+    attempt: &mut dyn FnMut() -> Result<Result<T, String>>,
+) -> Result<T> {
     let started = Instant::now();
     let mut reason = first_reason;
     let mut lines = wait.interactive.then(stdin_lines);
