@@ -148,3 +148,40 @@ fn backup_help_does_not_ask_for_a_label_first_nor_make_drive_look_required() {
         "{help}"
     );
 }
+
+#[test]
+fn without_a_terminal_a_backup_says_how_it_goes_on_stderr_and_on_which_volume() {
+    let home = Home::new();
+    // About 4 MB/s onto 12 MiB cartridges: 40 MB take some 10 s and four volumes.
+    home.run(&[
+        "vlib",
+        "init",
+        "--time-scale",
+        "0.01",
+        "--capacity",
+        "12MiB",
+    ])
+    .success();
+    home.run(&["pool", "create", "--name", "p", "--retention", "7"])
+        .success();
+    let src = many_files(home.path(), 10, 4_000_000);
+    let out = home
+        .cmd()
+        .args(["backup", "--drive", "lto9", "--pool", "p"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("volume TD000") && !l.contains("volume TD0001L9")),
+        "the progress follows the backup onto its next volumes: {stderr}"
+    );
+}

@@ -738,6 +738,7 @@ pub fn run(
     }
     let mut volume_seq = 0i64;
     let mut encoder_done = false;
+    let mut input_rate = InputRate::new();
     let recorded: Result<(), BackupError> = (|| {
         loop {
             // Tape changes asked for by the writer are served here, where the catalogue is.
@@ -752,6 +753,11 @@ pub fn run(
                     &drive_name,
                     &events,
                 );
+                if reply.is_ok() {
+                    if let Some(part) = recorder.parts.last() {
+                        telemetry.update(|s| s.volume = Some(part.label.clone()));
+                    }
+                }
                 let _ = reply_tx.send(reply);
             }
             if encoder_done {
@@ -818,7 +824,7 @@ pub fn run(
                 s.files_total = totals.entries as u64;
                 s.bytes_total = totals.bytes;
             });
-            update_eta(&telemetry, started);
+            update_eta(&telemetry, started, &mut input_rate);
         }
         Ok(())
     })();
@@ -1296,13 +1302,42 @@ fn average_rate(bytes: u64, first_write: Option<Instant>, elapsed: f64) -> f64 {
     }
 }
 
-fn update_eta(telemetry: &Telemetry, started: Instant) {
+/// The input rate over the last second or so, from the bytes read so far.
+#[derive(Debug)]
+struct InputRate {
+    at: f64,
+    bytes: u64,
+    rate: f64,
+}
+
+impl InputRate {
+    fn new() -> Self {
+        InputRate {
+            at: 0.0,
+            bytes: 0,
+            rate: 0.0,
+        }
+    }
+
+    /// The rate at `now` (seconds since the start) with `bytes` read: over the last whole
+    /// second once one has passed, the average until then.
+    fn at(&mut self, now: f64, bytes: u64) -> f64 {
+        if now - self.at >= 1.0 {
+            self.rate = bytes.saturating_sub(self.bytes) as f64 / (now - self.at);
+            self.at = now;
+            self.bytes = bytes;
+        } else if self.at == 0.0 && now > 0.0 {
+            self.rate = bytes as f64 / now;
+        }
+        self.rate
+    }
+}
+
+fn update_eta(telemetry: &Telemetry, started: Instant, input: &mut InputRate) {
     let elapsed = started.elapsed().as_secs_f64();
     telemetry.update(|s| {
         s.elapsed_secs = elapsed;
-        if elapsed > 0.0 {
-            s.input_rate = s.bytes_read as f64 / elapsed;
-        }
+        s.input_rate = input.at(elapsed, s.bytes_read);
         // What is left to write at the drive's rate over the last second (its cache
         // takes the first gigabyte at once, so the session's average would flatter it).
         let rate = if s.write_rate > 0.0 {
@@ -1315,4 +1350,28 @@ fn update_eta(telemetry: &Telemetry, started: Instant) {
         s.eta_secs =
             (rate > 0.0).then(|| s.bytes_total.saturating_sub(s.bytes_written) as f64 / rate);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_rate_is_that_of_the_last_second_not_the_session() {
+        let mut rate = InputRate::new();
+        // 100 MB/s for the first 10 s...
+        for t in 1..=10 {
+            rate.at(t as f64, t * 100_000_000);
+        }
+        assert_eq!(rate.at(10.5, 1_000_000_000), 100e6);
+        // ...then the source slows to 10 MB/s: the next second says so, not the average.
+        let slow = rate.at(11.0, 1_010_000_000);
+        assert!((slow - 10e6).abs() < 1.0, "{slow}");
+    }
+
+    #[test]
+    fn before_a_second_has_passed_the_input_rate_is_the_average() {
+        let mut rate = InputRate::new();
+        assert_eq!(rate.at(0.5, 50_000_000), 100e6);
+    }
 }

@@ -675,9 +675,10 @@ fn with_progress<T>(args: &BackupArgs, telemetry: &Arc<Telemetry>, work: impl Fn
     // The watcher ticks until `done` is dropped, without waiting out a tick at the end.
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let show_bar = std::io::stderr().is_terminal() && !args.json;
+    let plain = !args.json;
     let watcher = {
         let telemetry = telemetry.clone();
-        std::thread::spawn(move || watch(&telemetry, &finished, show_bar))
+        std::thread::spawn(move || watch(&telemetry, &finished, show_bar, plain))
     };
     let result = work();
     drop(done);
@@ -685,7 +686,17 @@ fn with_progress<T>(args: &BackupArgs, telemetry: &Arc<Telemetry>, work: impl Fn
     result
 }
 
-fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_bar: bool) {
+/// Ticks (of 200 ms) between plain progress lines when no progress bar is shown.
+const PLAIN_PROGRESS_TICKS: u64 = 25;
+
+/// Shows a backup's progress until `finished`: a bar on a terminal, else plain lines on
+/// stderr (`plain`, unless --json) and in the log.
+fn watch(
+    telemetry: &Telemetry,
+    finished: &std::sync::mpsc::Receiver<()>,
+    show_bar: bool,
+    plain: bool,
+) {
     use indicatif::{ProgressBar, ProgressStyle};
     let bar = if show_bar {
         let bar = ProgressBar::new(0);
@@ -729,12 +740,21 @@ fn watch(telemetry: &Telemetry, finished: &std::sync::mpsc::Receiver<()>, show_b
                 bar.set_position(s.bytes_written);
                 bar.set_message(line);
             }
-            None if ticks % 50 == 0 => tracing::info!(
-                "progress: {} of {} read, {} written, {line}",
-                format_size(s.bytes_read),
-                format_size(s.bytes_total),
-                format_size(s.bytes_written)
-            ),
+            // Without a terminal (cron, a timer, a pipe): a plain line every few seconds on
+            // stderr, as well as in the log, so a job nobody watches still says how it goes.
+            None if ticks % PLAIN_PROGRESS_TICKS == 0 => {
+                let text = format!(
+                    "progress: {} of {} on tape, {} read, volume {}, {line}",
+                    format_size(s.bytes_written),
+                    format_size(s.bytes_total),
+                    format_size(s.bytes_read),
+                    s.volume.as_deref().unwrap_or("-"),
+                );
+                tracing::info!("{text}");
+                if plain {
+                    errln!("{text}");
+                }
+            }
             None => {}
         }
     }
