@@ -350,12 +350,25 @@ pub struct FileBatch<'c> {
     /// Files (deletions not counted) and their bytes in committed transactions.
     committed_files: u64,
     committed_bytes: u64,
+    /// When the last transaction committed (or the batch began).
+    last_commit: std::time::Instant,
+    /// The longest queued files wait for a commit: a crash loses at most this much of the
+    /// record of what reached tape.
+    max_wait: std::time::Duration,
 }
 
 impl FileBatch<'_> {
     /// Files per transaction: large enough to amortise the commit, small enough that a
     /// second writer is not kept waiting long.
     pub const BATCH: usize = 100_000;
+    /// The longest files wait to be committed by default: a backup of large files
+    /// commits every few seconds, not only every [`Self::BATCH`] files.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Commits queued files at the latest after `wait` (default [`Self::MAX_WAIT`]).
+    pub fn commit_within(&mut self, wait: std::time::Duration) {
+        self.max_wait = wait;
+    }
 
     /// Queues a file (in tape order); a full batch is written at once.
     pub fn push(&mut self, rec: FileRecord) -> Result<()> {
@@ -366,7 +379,7 @@ impl FileBatch<'_> {
     pub fn push_stamped(&mut self, rec: FileRecord, stamp: Option<ChangeStamp>) -> Result<()> {
         self.pending.push(rec);
         self.stamps.push(stamp);
-        if self.pending.len() >= Self::BATCH {
+        if self.pending.len() >= Self::BATCH || self.last_commit.elapsed() >= self.max_wait {
             self.flush()?;
         }
         Ok(())
@@ -516,6 +529,7 @@ impl FileBatch<'_> {
                 self.inserted += pending.len() as u64;
                 self.committed_files += files as u64;
                 self.committed_bytes += bytes as u64;
+                self.last_commit = std::time::Instant::now();
                 Ok(())
             }
             Err(e) => {
@@ -649,6 +663,8 @@ impl Catalog {
             inserted: 0,
             committed_files: 0,
             committed_bytes: 0,
+            last_commit: std::time::Instant::now(),
+            max_wait: FileBatch::MAX_WAIT,
         }
     }
 
@@ -925,5 +941,41 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM dirs", [], |r| r.get(0))
             .unwrap();
         assert_eq!(dirs, 3, "root, home, u");
+    }
+
+    #[test]
+    fn queued_files_are_committed_within_the_wait_not_only_by_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let id = cat
+            .begin_backup(&NewBackup {
+                uuid: "u",
+                kind: "full",
+                started_at: 1,
+                origin: "tapedeck",
+                ..Default::default()
+            })
+            .unwrap();
+        let file = |path: &str| FileRecord {
+            path: path.into(),
+            kind: FileKind::File,
+            size: 10,
+            mtime_ns: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            link: None,
+            blake3: None,
+            segments: Vec::new(),
+        };
+        let mut batch = cat.file_batch(id);
+        batch.push(file("/a")).unwrap();
+        // Within the default wait a few files stay queued...
+        assert_eq!(batch.committed(), (0, 0));
+        // ...and once it has passed the next file commits them all: a crash then loses no
+        // more than the wait's worth of records.
+        batch.commit_within(std::time::Duration::ZERO);
+        batch.push(file("/b")).unwrap();
+        assert_eq!(batch.committed(), (2, 20));
     }
 }
