@@ -46,9 +46,14 @@ fn gnu_tar(root: &Path, paths: &[&str]) -> Vec<u8> {
 /// Writes `files` onto the cartridge in slot 1 from BOT, through drive lto9 as `st` would
 /// take them (each tape file closed by a filemark), and leaves it loaded there.
 fn write_foreign_tape(home: &Home, files: &[TapeFile]) {
+    write_foreign_tape_from(home, 1, files)
+}
+
+/// As [`write_foreign_tape`], for the cartridge in slot `slot` (the drive must be empty).
+fn write_foreign_tape_from(home: &Home, slot: u32, files: &[TapeFile]) {
     let lib = Library::open(&home.vlib()).unwrap();
     lib.changer()
-        .move_medium(Element::Slot(1), Element::Drive(0))
+        .move_medium(Element::Slot(slot), Element::Drive(0))
         .unwrap();
     let mut drive = lib.open_drive("lto9").unwrap();
     drive.set_block_size(BLOCK as u32).unwrap();
@@ -438,4 +443,35 @@ fn import_then_migrate_pytp_agree_on_one_volume_and_backup_per_tape_file() {
     migrate(&home, &snapshots);
     import(&home, &[], 0);
     agreed(&home, &pytp);
+}
+
+#[test]
+fn two_tapes_that_start_alike_are_two_volumes() {
+    let home = Home::with_fast_vlib();
+    let src = sources(home.path());
+    // Two fulls of the same tree, a year apart: their first blocks are the same.
+    let full = gnu_tar(&src, &["data"]);
+    write_foreign_tape(&home, &[TapeFile::Data(full.clone())]);
+    let (first, _) = import(&home, &[], 0);
+    assert_eq!(first["volume"], "TD0001L9");
+    home.run(&["unload", "--drive", "lto9"]).success();
+    write_foreign_tape_from(&home, 2, &[TapeFile::Data(full)]);
+    let (second, err) = import(&home, &[], 0);
+    assert_eq!(second["volume"], "TD0002L9", "{err}");
+    assert_eq!(outcomes(&second), ["recorded"]);
+    assert_ne!(second["uuid"], first["uuid"]);
+    assert_eq!(count(&home, "SELECT COUNT(*) FROM volumes"), 2);
+    // Each is found, and restores and verifies from its own cartridge.
+    assert_eq!(versions(&home, "/data/photos/a.jpg").len(), 2);
+    home.run(&["verify", "--drive", "lto9", "--tape", "TD0002L9"])
+        .success();
+    home.run(&["verify", "--drive", "lto9", "--tape", "TD0001L9"])
+        .success();
+    // Importing the second again changes nothing.
+    let (again, _) = import(&home, &[], 0);
+    assert_eq!(
+        again["volume"], "TD0001L9",
+        "TD0001L9 is loaded after its verify"
+    );
+    assert_eq!(count(&home, "SELECT COUNT(*) FROM volumes"), 2);
 }

@@ -203,9 +203,8 @@ pub fn import_tape(
             });
         }
     }
-    let uuid = first.identity();
     let block = first.data.len() as u32;
-    let name = volume_name(cat, &drive_name, &uuid, opts)?;
+    let (name, uuid) = volume_name(cat, &drive_name, &first.identity(), opts)?;
     let (volume, known_before) = cat.record_foreign_volume(&ForeignVolume {
         label: &name,
         barcode: opts.barcode.as_deref(),
@@ -255,30 +254,52 @@ pub fn import_tape(
     Ok(report)
 }
 
-/// The catalogue label of the tape: the one it was imported as before (found by its
-/// identity), else `--label`, else the barcode.
+/// The catalogue label and identity of the tape: the volume it was imported as before
+/// (found by its first block), else `--label`, else the barcode.
+///
+/// Two tapes can start with the same block (two fulls of the same tree by the same tool):
+/// a tape whose first block is known, but that is another cartridge (another barcode) or is
+/// named otherwise where there is no barcode, is another volume, known by its first block
+/// and its name (`first-block:<BLAKE3>/<name>`).
 fn volume_name(
     cat: &Catalog,
     drive: &str,
-    uuid: &str,
+    first_block: &str,
     opts: &ImportOptions,
-) -> Result<String, ImportError> {
+) -> Result<(String, String), ImportError> {
     let wanted = opts.label.clone().or_else(|| opts.barcode.clone());
-    if let Some(known) = cat.volume_with_uuid(uuid)? {
-        return match wanted {
-            Some(w)
-                if opts.label.is_some()
-                    && w != known.label
-                    && known.barcode.as_deref() != Some(w.as_str()) =>
-            {
-                Err(ImportError::OtherName {
-                    drive: drive.to_string(),
-                    known: known.label,
-                    wanted: w,
-                })
-            }
-            _ => Ok(known.label),
+    let mut uuid = first_block.to_string();
+    if let Some(known) = cat.volume_with_uuid(first_block)? {
+        let same_cartridge = match (&opts.barcode, &known.barcode) {
+            (Some(here), Some(there)) => here == there,
+            // No barcode to tell: the same tape unless it is named otherwise.
+            _ => wanted.as_ref().is_none_or(|w| *w == known.label),
         };
+        if same_cartridge {
+            return match wanted {
+                Some(w)
+                    if opts.label.is_some()
+                        && w != known.label
+                        && known.barcode.as_deref() != Some(w.as_str()) =>
+                {
+                    Err(ImportError::OtherName {
+                        drive: drive.to_string(),
+                        known: known.label,
+                        wanted: w,
+                    })
+                }
+                _ => Ok((known.label, uuid)),
+            };
+        }
+        let Some(w) = &wanted else {
+            return Err(ImportError::NoName {
+                drive: drive.to_string(),
+            });
+        };
+        uuid = format!("{first_block}/{}", pytp::volume_label(w));
+        if let Some(again) = cat.volume_with_uuid(&uuid)? {
+            return Ok((again.label, uuid));
+        }
     }
     let Some(name) = wanted else {
         return Err(ImportError::NoName {
@@ -288,16 +309,16 @@ fn volume_name(
     // migrate-pytp names volumes by pytp's labels made valid: the same name here.
     let name = pytp::volume_label(&name);
     if let Some(v) = cat.find_volume(&name)? {
-        if let Some(other) = v.uuid.filter(|u| u != uuid) {
+        if let Some(other) = v.uuid.filter(|u| *u != uuid) {
             return Err(ImportError::OtherTape {
                 drive: drive.to_string(),
                 label: v.label,
                 uuid: other,
             });
         }
-        return Ok(v.label);
+        return Ok((v.label, uuid));
     }
-    Ok(name)
+    Ok((name, uuid))
 }
 
 /// First pass from BOT to end of data: where each tape file starts and whether its first
