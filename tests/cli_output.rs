@@ -185,3 +185,15 @@ fn without_a_terminal_a_backup_says_how_it_goes_on_stderr_and_on_which_volume() 
         "the progress follows the backup onto its next volumes: {stderr}"
     );
 }
+
+#[test]
+fn list_tape_columns_line_up() {
+    let (home, _, _) = three_files_backed_up(1000);
+    let out = home.stdout(&["list", "--tape", "TD0001L9"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.pop(); // the total
+    let at = lines[0].find("PATH").unwrap();
+    for line in &lines[1..] {
+        assert_eq!(line.find('/'), Some(at), "{out}");
+    }
+}
