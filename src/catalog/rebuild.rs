@@ -258,13 +258,7 @@ impl Catalog {
             ] {
                 tx.execute(sql, [keep, identity])?;
             }
-            tx.execute("DELETE FROM segments WHERE backup_id = ?1", [identity])?;
-            tx.execute("DELETE FROM members WHERE backup_id = ?1", [identity])?;
-            tx.execute(
-                "DELETE FROM backup_volumes WHERE backup_id = ?1",
-                [identity],
-            )?;
-            tx.execute("DELETE FROM backups WHERE id = ?1", [identity])?;
+            delete_backup_rows(tx, identity)?;
             let (uuid, job_id, label, kind, parent_id, started_at, strategy) = who;
             tx.execute(
                 "UPDATE backups SET uuid = ?2, job_id = ?3, label = ?4, kind = ?5,
@@ -460,14 +454,7 @@ impl Catalog {
                 "UPDATE drive_stats SET backup_id = NULL WHERE backup_id = ?1",
                 [backup_id],
             )?;
-            tx.execute("DELETE FROM segments WHERE backup_id = ?1", [backup_id])?;
-            tx.execute("DELETE FROM members WHERE backup_id = ?1", [backup_id])?;
-            tx.execute(
-                "DELETE FROM backup_volumes WHERE backup_id = ?1",
-                [backup_id],
-            )?;
-            tx.execute("DELETE FROM backups WHERE id = ?1", [backup_id])?;
-            Ok(())
+            Ok(delete_backup_rows(tx, backup_id)?)
         })
     }
 
@@ -483,6 +470,20 @@ impl Catalog {
             Ok(())
         })
     }
+}
+
+/// Deletes a backup's row and what hangs on it: split segments, member records, parts.
+/// Rows that point at it from elsewhere must be settled first.
+fn delete_backup_rows(tx: &rusqlite::Transaction<'_>, backup_id: i64) -> rusqlite::Result<()> {
+    for sql in [
+        "DELETE FROM segments WHERE backup_id = ?1",
+        "DELETE FROM members WHERE backup_id = ?1",
+        "DELETE FROM backup_volumes WHERE backup_id = ?1",
+        "DELETE FROM backups WHERE id = ?1",
+    ] {
+        tx.execute(sql, [backup_id])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
