@@ -118,6 +118,19 @@ impl FirstBlock {
     pub fn identity(&self) -> String {
         format!("{FIRST_BLOCK_ID}{}", blake3::hash(&self.data).to_hex())
     }
+
+    /// The identity of another tape that starts with this same block, told apart by its
+    /// volume name: `first-block:<BLAKE3 hex>/<name>`.
+    pub fn identity_named(&self, name: &str) -> String {
+        format!("{}/{name}", self.identity())
+    }
+
+    /// Whether `uuid` is the identity of a tape that starts with this block (either form).
+    pub fn is_identity_of(&self, uuid: &str) -> bool {
+        let id = self.identity();
+        uuid.strip_prefix(id.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 /// Rewinds and reads the first block of the tape in variable-block mode (whatever its

@@ -276,15 +276,7 @@ impl Volumes {
                 if let Some(uuid) = uuid.filter(|u| u.starts_with(label::FIRST_BLOCK_ID)) {
                     // A tape another tool wrote: known by its first block.
                     let first = label::read_first_block(drive.as_mut())?;
-                    // (Another tape that starts alike is `<identity>/<name>`.)
-                    let starts_alike = |f: &label::FirstBlock| {
-                        let id = f.identity();
-                        uuid == id
-                            || uuid
-                                .strip_prefix(id.as_str())
-                                .is_some_and(|r| r.starts_with('/'))
-                    };
-                    return Ok(first.filter(starts_alike).map(|_| drive));
+                    return Ok(first.filter(|f| f.is_identity_of(uuid)).map(|_| drive));
                 }
                 match label::read_tape_start(drive.as_mut())? {
                     TapeStart::Labelled(l) if l.label == label => Ok(Some(drive)),

@@ -204,7 +204,7 @@ pub fn import_tape(
         }
     }
     let block = first.data.len() as u32;
-    let (name, uuid) = volume_name(cat, &drive_name, &first.identity(), opts)?;
+    let (name, uuid) = volume_name(cat, &drive_name, &first, opts)?;
     let (volume, known_before) = cat.record_foreign_volume(&ForeignVolume {
         label: &name,
         barcode: opts.barcode.as_deref(),
@@ -264,12 +264,12 @@ pub fn import_tape(
 fn volume_name(
     cat: &Catalog,
     drive: &str,
-    first_block: &str,
+    first: &label::FirstBlock,
     opts: &ImportOptions,
 ) -> Result<(String, String), ImportError> {
     let wanted = opts.label.clone().or_else(|| opts.barcode.clone());
-    let mut uuid = first_block.to_string();
-    if let Some(known) = cat.volume_with_uuid(first_block)? {
+    let mut uuid = first.identity();
+    if let Some(known) = cat.volume_with_uuid(&uuid)? {
         let same_cartridge = match (&opts.barcode, &known.barcode) {
             (Some(here), Some(there)) => here == there,
             // No barcode to tell: the same tape unless it is named otherwise.
@@ -296,7 +296,7 @@ fn volume_name(
                 drive: drive.to_string(),
             });
         };
-        uuid = format!("{first_block}/{}", pytp::volume_label(w));
+        uuid = first.identity_named(&pytp::volume_label(w));
         if let Some(again) = cat.volume_with_uuid(&uuid)? {
             return Ok((again.label, uuid));
         }
