@@ -140,11 +140,7 @@ impl DriveSpec {
     /// Whether the drive can write (`write`) or read a cartridge of generation `media`;
     /// unknown generations are let through (the drive itself has the last word).
     pub fn takes(&self, config: &Config, media: Option<u8>, write: bool) -> bool {
-        match (self.generation(config), media) {
-            (Some(d), Some(m)) if write => crate::tape::lto::writes(d, m),
-            (Some(d), Some(m)) => crate::tape::lto::reads(d, m),
-            _ => true,
-        }
+        crate::tape::lto::may_take(self.generation(config), media, write)
     }
 
     /// The rates the drive streams at (speed-matching floor to native), in bytes per

@@ -68,10 +68,8 @@ pub fn candidates(
             volume.as_ref().and_then(|v| v.media.as_deref()),
             Some(barcode),
         );
-        if let (Some(d), Some(m)) = (drive_generation, media) {
-            if !lto::writes(d, m) {
-                continue;
-            }
+        if !lto::may_take(drive_generation, media, true) {
+            continue;
         }
         let (fit, written) = match &volume {
             Some(v) if v.read_only.is_some() => continue,

@@ -329,10 +329,7 @@ impl Volumes {
         let readable: Vec<&DriveSpec> = self
             .drives
             .iter()
-            .filter(|(_, d)| match (d, generation) {
-                (Some(d), Some(m)) => lto::reads(*d, m),
-                _ => true,
-            })
+            .filter(|(_, d)| lto::may_take(*d, generation, false))
             .map(|(spec, _)| spec)
             .collect();
         if readable.is_empty() {

@@ -52,12 +52,8 @@ fn qualifying(
     cat: &Catalog,
     pool: Option<&str>,
 ) -> (Vec<String>, Vec<String>) {
-    let writable = |media: Option<&str>, barcode: Option<&str>| match (
-        generation,
-        lto::cartridge_generation(media, barcode),
-    ) {
-        (Some(d), Some(m)) => lto::writes(d, m),
-        _ => true,
+    let writable = |media: Option<&str>, barcode: Option<&str>| {
+        lto::may_take(generation, lto::cartridge_generation(media, barcode), true)
     };
     let fits = |v: &Volume| {
         v.read_only.is_none()

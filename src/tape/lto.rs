@@ -17,6 +17,17 @@ pub fn reads(drive: u8, media: u8) -> bool {
     media <= drive && media + back >= drive
 }
 
+/// Whether a drive of generation `drive` may take a cartridge of generation `media` for
+/// writing (`write`) or reading. A generation not known on either side is let through: the
+/// drive itself has the last word.
+pub fn may_take(drive: Option<u8>, media: Option<u8>, write: bool) -> bool {
+    match (drive, media) {
+        (Some(d), Some(m)) if write => writes(d, m),
+        (Some(d), Some(m)) => reads(d, m),
+        _ => true,
+    }
+}
+
 /// The generation a barcode's media suffix names (`TD0001L9` -> 9).
 pub fn generation_from_barcode(barcode: &str) -> Option<u8> {
     let suffix = barcode.get(barcode.len().checked_sub(2)?..)?;
