@@ -9,6 +9,8 @@ pub mod conformance;
 pub mod drives;
 pub mod fault;
 pub mod index_read;
+pub mod interrupt;
+pub mod job;
 pub mod label;
 pub mod logging;
 pub mod migrate;

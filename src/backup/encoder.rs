@@ -8,7 +8,7 @@ use super::reader::{Content, Prefetcher};
 use super::ring::Ring;
 use super::scan::{Entry, EntryKind};
 use super::spans::Spans;
-use super::Interrupt;
+use crate::interrupt::Interrupt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;

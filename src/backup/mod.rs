@@ -18,51 +18,6 @@ pub mod spool;
 pub mod telemetry;
 pub mod writer;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-
-/// Ctrl-C / SIGTERM as the pipeline sees them: the first asks to stop after the member
-/// in flight and drain the buffer; the second stops the writer at once.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicU32>);
-
-impl Interrupt {
-    pub fn new() -> Interrupt {
-        Interrupt::default()
-    }
-
-    /// Counts one more request.
-    pub fn request(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Stop reading, finish what is buffered.
-    pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= 1
-    }
-
-    /// Stop writing now.
-    pub fn hard(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= 2
-    }
-
-    /// Counts SIGINT and SIGTERM into this interrupt until the process ends.
-    pub fn from_signals() -> std::io::Result<Interrupt> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let interrupt = Interrupt::new();
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let counter = interrupt.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    counter.request();
-                }
-            })?;
-        Ok(interrupt)
-    }
-}
-
 pub mod index;
 pub mod pipeline;
 pub mod volume;

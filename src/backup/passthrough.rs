@@ -18,8 +18,9 @@ use super::encoder::{BlockSink, Encoded, EncoderEnd, EncoderEvent, Integrity};
 use super::entries::{EntryLog, CHUNK};
 use super::scan::{Entry, EntryKind};
 use super::spans::Spans;
-use super::telemetry::{Event, Events, Telemetry};
-use super::Interrupt;
+use super::telemetry::Telemetry;
+use crate::interrupt::Interrupt;
+use crate::job::{Event, Events};
 use crate::tarfmt::{self, ArchiveError, HeaderDecoder, MemberHeader, MemberKind, Step, RECORD};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -694,7 +695,7 @@ mod tests {
             &Spans::default(),
             interrupt,
             &Telemetry::default(),
-            &Events::new(None),
+            &Events::new(),
             &mut |ev| events.push(ev),
         );
         ring.finish_input();

@@ -14,16 +14,18 @@ use super::ring::Ring;
 use super::scan::EntryKind;
 use super::spans::Spans;
 use super::spool::{self, SpoolSettings, Stage};
-use super::telemetry::{Event, Events, Telemetry};
+use super::telemetry::Telemetry;
 use super::volume::TapeTarget;
 use super::writer::{
     self, ChangeReason, NextTape, Progress, Sink, Spanning, VolumeChange, WriterEnd, WriterOutcome,
 };
-use super::{BackupError, Interrupt};
+use super::BackupError;
 use crate::catalog::{
     self, BackupStatus, Catalog, ChangeStamp, FileBatch, FileKind, FileRecord, NewBackup,
     SegmentRecord, TapeErrorRecord, VolumeStatus,
 };
+use crate::interrupt::Interrupt;
+use crate::job::{Event, Events};
 use crate::tape::{TapeDrive, TapeError};
 use serde::Serialize;
 use std::collections::VecDeque;

@@ -13,14 +13,16 @@ use std::time::Duration;
 use tapedeck::backup::flow::FlowPolicy;
 use tapedeck::backup::incremental::{self, BackupKind, Plan};
 use tapedeck::backup::spool::SpoolSettings;
-use tapedeck::backup::telemetry::{Event, Events, Telemetry};
+use tapedeck::backup::telemetry::Telemetry;
 use tapedeck::backup::{
-    self, memory, passthrough, scan, space, spool, volume, BackupError, BackupRequest, Interrupt,
-    Source, Strategy, Summary, Target,
+    self, memory, passthrough, scan, space, spool, volume, BackupError, BackupRequest, Source,
+    Strategy, Summary, Target,
 };
 use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
 use tapedeck::drives;
+use tapedeck::interrupt::Interrupt;
+use tapedeck::job::{Event, Events};
 use tapedeck::units::{format_rate, format_size, parse_buffer_size, parse_size};
 
 const AFTER_HELP: &str = "\
@@ -266,7 +268,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         }
         None => None,
     };
-    let events = Events::new(None);
+    let events = Events::new();
     args.strategy
         .check(&args.paths, args.incremental || args.since_full)?;
     let check_block = requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32) as u64;

@@ -63,7 +63,7 @@ pub fn run(args: ImportTapeArgs, config: &Config) -> Result<()> {
         media: cartridge.as_ref().map(|c| c.1.clone()),
         capacity: cartridge.as_ref().map(|c| c.2 as i64),
         location: Some(format!("drive {}", spec.name)),
-        interrupt: tapedeck::backup::Interrupt::from_signals()
+        interrupt: tapedeck::interrupt::Interrupt::from_signals()
             .context("installing the Ctrl-C handler")?,
     };
     let bar = super::output::spinner(args.json);

@@ -8,11 +8,12 @@ use anyhow::Result;
 use std::io::{BufRead, IsTerminal};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tapedeck::backup::telemetry::{Event, Events};
 use tapedeck::backup::volume::{self, TapeTarget};
-use tapedeck::backup::{BackupError, Interrupt};
+use tapedeck::backup::BackupError;
 use tapedeck::catalog::{Catalog, Volume, VolumeStatus};
 use tapedeck::drives::DriveSpec;
+use tapedeck::interrupt::Interrupt;
+use tapedeck::job::Events;
 use tapedeck::tape::{lto, Changer, Element};
 
 /// Without a terminal, how often an unchanged need for a tape is logged again.
@@ -181,11 +182,8 @@ pub(super) fn wait_for_tape(
                 blank.join(", ")
             ));
         }
-        events.send(Event::TapeNeeded {
-            drive: spec.name.clone(),
-            reason: reason.to_string(),
-            candidates: candidates.into_iter().chain(blank).collect(),
-        });
+        let _ = events;
+        tracing::warn!("{} needs a tape: {reason}", spec.name);
         said
     };
     let mut attempt = || -> Result<Result<TapeTarget, String>> {

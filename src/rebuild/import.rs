@@ -19,10 +19,10 @@
 //! keeps its members and takes the snapshot's identity (uuid, job, kind, parent, time).
 
 use super::{scan_tape_file, Progress, RebuildError, Volume};
-use crate::backup::Interrupt;
 use crate::catalog::{
     BackupStatus, Catalog, CatalogError, ForeignVolume, VolumeStatus, ORIGIN_IMPORT,
 };
+use crate::interrupt::Interrupt;
 use crate::label::{self, Label, LabelError};
 use crate::migrate::pytp;
 use crate::tape::{ReadOutcome, SpaceOutcome, TapeDrive, TapeError};

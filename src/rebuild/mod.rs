@@ -15,13 +15,13 @@
 pub mod import;
 pub mod tar_scan;
 
-use crate::backup::Interrupt;
 use crate::catalog::{
     self, BackupStatus, Catalog, CatalogError, ChangeStamp, FileBatch, FileKind, FileRecord,
     KnownBackup, LabelRecord, NewBackup, SegmentRecord, VolumeStatus, ORIGIN_IMPORT, ORIGIN_INDEX,
     ORIGIN_SCAN,
 };
 use crate::index_read::{self, IndexLine, IndexReadError, Record};
+use crate::interrupt::Interrupt;
 use crate::label::{self, Label, LabelError, TapeStart};
 use crate::tape::file_reader::TapeFileReader;
 use crate::tape::{ReadOutcome, SpaceOutcome, TapeDrive, TapeError};

@@ -11,8 +11,8 @@
 use super::extract::{ExtractError, Extractor, Metadata, OpenFile, SafePath};
 use super::plan::{Member, PartRead, Plan};
 use super::{MountError, Progress, Report, Status, VolumeSource};
-use crate::backup::Interrupt;
 use crate::catalog::FileKind;
+use crate::interrupt::Interrupt;
 use crate::tape::file_reader::TapeFileReader;
 use crate::tape::{TapeDrive, TapeError};
 use crate::tarfmt::{ArchiveError, MemberHeader, MemberKind, MemberReader};

@@ -1,0 +1,20 @@
+//! Jobs: a backup, restore, verify or catalogue rebuild as something that can be watched and
+//! steered while it runs, by the terminal that started it, by `tapedeck attach` and
+//! `tapedeck answer`, and by the console, all alike.
+//!
+//! - [`model`]: the job's state, its requests and commands (the wire format).
+//! - [`event`]: what happens once, stamped and fanned out.
+//! - [`hub`]: the running job: state, subscribers, commands.
+//! - [`operator`]: waiting for a tape, answered by whoever answers first.
+
+pub mod event;
+pub mod hub;
+pub mod model;
+pub mod operator;
+
+pub use event::{Event, Events, Stamped};
+pub use hub::{CommandError, Job, Subscription};
+pub use model::{
+    Answer, Candidate, Command, DriveView, JobKind, JobState, JobStatus, Outcome, Phase, Progress,
+    TapeRequest,
+};
