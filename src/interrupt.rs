@@ -34,17 +34,23 @@ impl Interrupt {
         self.0.load(Ordering::SeqCst) >= 2
     }
 
-    /// Counts SIGINT and SIGTERM into this interrupt until the process ends.
+    /// Counts SIGINT and SIGTERM into this interrupt until the process ends. SIGHUP (the
+    /// terminal or the SSH link went away) is logged and otherwise ignored: a job never
+    /// stops because its watcher left.
     pub fn from_signals() -> std::io::Result<Interrupt> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let interrupt = Interrupt::new();
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let counter = interrupt.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                for _ in signals.forever() {
-                    counter.request();
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        tracing::warn!("the terminal went away (SIGHUP); the job goes on");
+                    } else {
+                        counter.request();
+                    }
                 }
             })?;
         Ok(interrupt)

@@ -610,7 +610,7 @@ fn waiting_for_a_tape_ends_with_the_reason_when_the_timeout_runs_out() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "no usable tape in lto9 after waiting 1 s",
+            "gave up waiting 1 s for a tape in lto9",
         ));
 }
 

@@ -2,11 +2,12 @@
 //! or stdout with `--device`), directly, through a disk spool (`--strategy tar`), or tar
 //! archives made elsewhere passed through (`--strategy dd`), with progress and a summary.
 
+use super::jobrun::Running;
 use super::output::print_json;
+use super::watch::Show;
 use super::{bad_input, Interrupted};
 use anyhow::{Context, Result};
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,9 @@ use tapedeck::catalog::BackupStatus;
 use tapedeck::config::{allowed_block_size, block_size_rule, Config, DEFAULT_BLOCK_SIZE};
 use tapedeck::drives;
 use tapedeck::interrupt::Interrupt;
-use tapedeck::job::{Event, Events};
+use tapedeck::job::operator::WaitPolicy;
+use tapedeck::job::sample::{self, Sampler};
+use tapedeck::job::{registry, Event, Events, JobKind};
 use tapedeck::units::{format_rate, format_size, parse_buffer_size, parse_size};
 
 const AFTER_HELP: &str = "\
@@ -124,6 +127,10 @@ pub struct BackupArgs {
     /// the drive) instead of failing at once; on a terminal the operator is asked
     #[arg(long, value_name = "SECS")]
     change_timeout: Option<u64>,
+    /// Run as a detached job: in its own session, output to its own log file, reachable
+    /// with `tapedeck attach ID` and `tapedeck answer ID`; prints the job's id and returns
+    #[arg(long, conflicts_with = "device")]
+    detach: bool,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -236,6 +243,52 @@ fn percent(text: &str, what: &str) -> Result<f64> {
 }
 
 pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
+    if args.detach {
+        return super::detach::start(config, JobKind::Backup, args.json);
+    }
+    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
+    let what = match (&args.paths[..], &args.pool) {
+        ([], _) => "tar archives (--from)".to_string(),
+        (paths, pool) => {
+            let listed: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            match pool {
+                Some(pool) => format!("{} to pool {pool}", listed.join(" ")),
+                None => listed.join(" "),
+            }
+        }
+    };
+    super::jobrun::run_job(
+        config,
+        JobKind::Backup,
+        &what,
+        interrupt.clone(),
+        |running| {
+            let show = Show::for_terminal(args.json);
+            let summary = running.watched(show, || stream(&args, config, running, interrupt))?;
+            // With `--device -` the tar stream is on stdout: the JSON summary goes to stderr.
+            let to_stdout = args.device.as_deref().is_some_and(|d| d.as_os_str() == "-");
+            report(&summary, args.json, to_stdout)?;
+            match summary.status {
+                BackupStatus::Complete => Ok(()),
+                BackupStatus::Aborted => Err(Interrupted.into()),
+                _ => Err(anyhow::anyhow!(
+                    "backup {} failed: {}",
+                    summary.uuid,
+                    summary.error.as_deref().unwrap_or("unknown error")
+                )),
+            }
+        },
+    )
+}
+
+/// The backup itself, as the job runs it.
+fn stream(
+    args: &BackupArgs,
+    config: &Config,
+    running: &Running,
+    interrupt: Interrupt,
+) -> Result<Summary> {
+    let job = &running.job;
     let defaults = &config.file.buffer;
     let high = match &args.high_watermark {
         Some(text) => percent(text, "--high-watermark")?,
@@ -268,7 +321,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         }
         None => None,
     };
-    let events = Events::new();
+    let events = Events::of(job.clone());
     args.strategy
         .check(&args.paths, args.incremental || args.since_full)?;
     let check_block = requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32) as u64;
@@ -281,7 +334,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
     };
     // An incremental or differential: its parent and previous state, before any tape
     // moves (the catalogue opened for it serves the backup).
-    let (mut plan, mut cat_for_plan) = plan_kind(&args, config, &events)?;
+    let (mut plan, mut cat_for_plan) = plan_kind(args, config, &events)?;
     // The sources are checked before any tape moves; the walk then runs alongside.
     let source = if strategy == Strategy::Dd {
         Source::Tar(open_tar_inputs(&args.strategy.from)?)
@@ -296,8 +349,11 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         None => defaults.size,
     };
 
-    let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
     let telemetry = Arc::new(Telemetry::default());
+    let _sampler = Sampler::start(job.clone(), {
+        let telemetry = telemetry.clone();
+        move || sample::from_backup(&telemetry.snapshot())
+    });
     let mut req = BackupRequest {
         job: args.job.clone(),
         label: args.label.clone(),
@@ -312,6 +368,13 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         basis: plan.basis.take(),
         strategy,
     };
+    let run_dir = registry::run_dir(&config.home);
+    let others = || -> Vec<memory::Held> {
+        registry::running_buffers(&run_dir, &job.id())
+            .into_iter()
+            .map(|(job, bytes)| memory::Held { job, bytes })
+            .collect()
+    };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;
     // Refuse an oversized buffer before any tape moves (the volume's block size only
     // rounds it).
@@ -319,13 +382,23 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         requested_buffer,
         available,
         requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32) as u64,
+        &others(),
     )
     .map_err(tapedeck::backup::BackupError::from)?;
+    // The buffer is decided and recorded by one job at a time, so two starting together
+    // see each other's.
+    let claim_buffer = |block: u64| -> Result<u64> {
+        let _turn = registry::memory_lock(&run_dir)?;
+        let available = memory::mem_available().map_err(BackupError::from)?;
+        let bytes = memory::buffer_size(requested_buffer, available, block, &others())
+            .map_err(BackupError::from)?;
+        running.set_buffer(bytes);
+        Ok(bytes)
+    };
 
     let summary = if let Some(device) = &args.device {
         let block = requested_block.unwrap_or(DEFAULT_BLOCK_SIZE as u32);
-        req.buffer = memory::buffer_size(requested_buffer, available, block as u64)
-            .map_err(tapedeck::backup::BackupError::from)?;
+        req.buffer = claim_buffer(block as u64)?;
         let (name, out): (String, Box<dyn std::io::Write + Send>) = if device.as_os_str() == "-" {
             ("stdout".into(), Box::new(std::io::stdout()))
         } else {
@@ -342,18 +415,16 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
             out,
             block_size: block,
         };
-        with_progress(&args, &telemetry, || {
-            backup::run(
-                &req,
-                source,
-                target,
-                None,
-                None,
-                telemetry.clone(),
-                events,
-                interrupt.clone(),
-            )
-        })?
+        backup::run(
+            &req,
+            source,
+            target,
+            None,
+            None,
+            telemetry.clone(),
+            events,
+            interrupt.clone(),
+        )?
     } else {
         let spec = drives::resolve(config, args.drive.as_deref())?;
         if let Some((range, cache)) = spec.streaming(config) {
@@ -372,8 +443,7 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
         let expected = expected_files(&source, &cat, args.job.as_deref())?;
         space::check_catalog(&cat, expected).map_err(BackupError::from)?;
         let block = requested_block.unwrap_or(config.drive_block_size(&spec.name) as u32);
-        let wait =
-            super::tape_change::Wait::from_terminal(args.change_timeout.map(Duration::from_secs));
+        let wait = super::tape_change::policy(args.change_timeout.map(Duration::from_secs));
         let pool = args.pool.as_deref();
         let generation = spec.generation(config);
         let target =
@@ -389,12 +459,10 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
                     requested_block,
                     e,
                     &wait,
-                    &events,
-                    &interrupt,
+                    job,
                 )?,
             };
-        req.buffer = memory::buffer_size(requested_buffer, available, target.block_size as u64)
-            .map_err(tapedeck::backup::BackupError::from)?;
+        req.buffer = claim_buffer(target.block_size as u64)?;
         if req.pool.is_none() {
             req.pool = target.volume.pool.clone();
         }
@@ -416,39 +484,25 @@ pub fn run(args: BackupArgs, config: &Config) -> Result<()> {
                 Some(stream_block),
                 BackupError::Refused(why),
                 &wait,
-                &events,
-                &interrupt,
+                job,
             )
             .map_err(|e| BackupError::Refused(super::describe(&e)))
         };
         // Spanning needs someone to provide the next tape: the library, or the operator.
         let can_span = (req.pool.is_some() && spec.is_virtual()) || wait.waits();
         let run_events = events.clone();
-        with_progress(&args, &telemetry, || {
-            backup::run(
-                &req,
-                source,
-                Target::Tape(Box::new(target)),
-                Some(&mut cat),
-                can_span.then_some(&mut next_volume as &mut backup::NextVolume<'_>),
-                telemetry.clone(),
-                run_events,
-                interrupt.clone(),
-            )
-        })?
+        backup::run(
+            &req,
+            source,
+            Target::Tape(Box::new(target)),
+            Some(&mut cat),
+            can_span.then_some(&mut next_volume as &mut backup::NextVolume<'_>),
+            telemetry.clone(),
+            run_events,
+            interrupt.clone(),
+        )?
     };
-    // With `--device -` the tar stream is on stdout: the JSON summary goes to stderr.
-    let to_stdout = args.device.as_deref().is_some_and(|d| d.as_os_str() == "-");
-    report(&summary, args.json, to_stdout)?;
-    match summary.status {
-        BackupStatus::Complete => Ok(()),
-        BackupStatus::Aborted => Err(Interrupted.into()),
-        _ => Err(anyhow::anyhow!(
-            "backup {} failed: {}",
-            summary.uuid,
-            summary.error.as_deref().unwrap_or("unknown error")
-        )),
-    }
+    Ok(summary)
 }
 
 /// How long the catalogue's space check waits for the scan to count the sources.
@@ -542,9 +596,8 @@ fn other_volume(
     block: u32,
     requested_block: Option<u32>,
     first: BackupError,
-    wait: &super::tape_change::Wait,
-    events: &Events,
-    interrupt: &Interrupt,
+    wait: &WaitPolicy,
+    job: &tapedeck::job::Job,
 ) -> Result<volume::TapeTarget> {
     let allocated = match pool {
         Some(p) if spec.is_virtual() => {
@@ -562,8 +615,7 @@ fn other_volume(
             requested_block,
             BackupError::Refused(super::describe(&e)),
             wait,
-            events,
-            interrupt,
+            job,
         ),
         other => other,
     }
@@ -669,101 +721,6 @@ fn allocate_volume(
         "no cartridge in the library can take a backup of pool {pool} ({})",
         refused.join("; ")
     )))
-}
-
-/// Runs `work` while a progress bar (on a terminal) or periodic log lines show the
-/// telemetry.
-fn with_progress<T>(args: &BackupArgs, telemetry: &Arc<Telemetry>, work: impl FnOnce() -> T) -> T {
-    // The watcher ticks until `done` is dropped, without waiting out a tick at the end.
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let show_bar = std::io::stderr().is_terminal() && !args.json;
-    let plain = !args.json;
-    let watcher = {
-        let telemetry = telemetry.clone();
-        std::thread::spawn(move || watch(&telemetry, &finished, show_bar, plain))
-    };
-    let result = work();
-    drop(done);
-    let _ = watcher.join();
-    result
-}
-
-/// Ticks (of 200 ms) between plain progress lines when no progress bar is shown.
-const PLAIN_PROGRESS_TICKS: u64 = 25;
-
-/// Shows a backup's progress until `finished`: a bar on a terminal, else plain lines on
-/// stderr (`plain`, unless --json) and in the log.
-fn watch(
-    telemetry: &Telemetry,
-    finished: &std::sync::mpsc::Receiver<()>,
-    show_bar: bool,
-    plain: bool,
-) {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let bar = if show_bar {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:24} {bytes}/{total_bytes} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    super::output::set_progress_bar(bar.clone());
-    let mut ticks = 0u64;
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        finished.recv_timeout(Duration::from_millis(200))
-    {
-        ticks += 1;
-        let s = telemetry.snapshot();
-        let fill = if s.buffer_capacity > 0 {
-            100.0 * s.buffer_fill as f64 / s.buffer_capacity as f64
-        } else {
-            0.0
-        };
-        let line = format!(
-            "{} | buffer {fill:.0}% | {:?} | stops {} | ETA {} | {}",
-            format_rate(s.write_rate),
-            s.writer
-                .unwrap_or(tapedeck::backup::flow::WriterState::Waiting),
-            s.writer_stops,
-            s.eta_secs
-                .map(|e| format!("{}s", e.round()))
-                .unwrap_or_else(|| "-".into()),
-            s.current_file
-        );
-        match &bar {
-            Some(bar) => {
-                // On tape, not read: reading runs ahead by the buffer and the drive cache.
-                bar.set_length(s.bytes_total.max(s.bytes_written));
-                bar.set_position(s.bytes_written);
-                bar.set_message(line);
-            }
-            // Without a terminal (cron, a timer, a pipe): a plain line every few seconds on
-            // stderr, as well as in the log, so a job nobody watches still says how it goes.
-            None if ticks % PLAIN_PROGRESS_TICKS == 0 => {
-                let text = format!(
-                    "progress: {} of {} on tape, {} read, volume {}, {line}",
-                    format_size(s.bytes_written),
-                    format_size(s.bytes_total),
-                    format_size(s.bytes_read),
-                    s.volume.as_deref().unwrap_or("-"),
-                );
-                tracing::info!("{text}");
-                if plain {
-                    errln!("{text}");
-                }
-            }
-            None => {}
-        }
-    }
-    super::output::set_progress_bar(None);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
 }
 
 fn report(s: &Summary, json: bool, stdout_taken: bool) -> Result<()> {

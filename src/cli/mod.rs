@@ -30,7 +30,9 @@ macro_rules! err {
 mod backup;
 mod catalog;
 mod changer;
+mod detach;
 mod import_tape;
+mod jobrun;
 mod migrate;
 mod output;
 mod query;
@@ -40,6 +42,7 @@ mod tape;
 mod tape_change;
 mod verify;
 mod vlib;
+mod watch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -138,6 +141,12 @@ pub struct BadInput(pub String);
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// A command that ends with this exit code, its reason already said (a detached job
+/// that ended before it could be reached).
+#[derive(Debug, thiserror::Error)]
+#[error("the job ended before it could be reached (exit {0})")]
+pub struct ExitWith(pub u8);
+
 /// Builds a [`BadInput`] error.
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
@@ -148,6 +157,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<Interrupted>() {
             return 130;
+        }
+        if let Some(ExitWith(code)) = cause.downcast_ref::<ExitWith>() {
+            return *code;
         }
         let bad = if let Some(e) = cause.downcast_ref::<tapedeck::backup::BackupError>() {
             e.is_bad_input()
@@ -206,6 +218,7 @@ pub fn main() -> u8 {
             return 2;
         }
     };
+    detach::leave_session();
     let log = tapedeck::logging::init(&config, cli.verbose, cli.quiet);
     if let Some(why) = &log.no_file {
         errln!("warning: {why}");

@@ -57,7 +57,10 @@ impl BufferedStdout {
 /// Writes to stderr, like `eprint!`. A stderr that cannot be written is ignored: there is
 /// nowhere left to say so.
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
-    let _ = std::io::stderr().lock().write_fmt(args);
+    // Above the progress bar, never through it.
+    without_progress_bar(|| {
+        let _ = std::io::stderr().lock().write_fmt(args);
+    })
 }
 
 /// Is this error, or one of its causes, a write to a closed pipe?

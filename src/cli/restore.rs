@@ -4,21 +4,22 @@
 //! drive model for estimates, and the progress bar.
 
 use super::output::print_json;
-use super::tape_change::{wait_until, Wait};
+use super::watch::Show;
 use super::{bad_input, describe, Interrupted};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tapedeck::catalog::Catalog;
 use tapedeck::config::{Config, DEFAULT_BLOCK_SIZE};
 use tapedeck::drives::{self, DriveKind, DriveSpec};
 use tapedeck::interrupt::Interrupt;
+use tapedeck::job::operator::{self, Need, WaitPolicy};
+use tapedeck::job::sample::{self, Sampler};
+use tapedeck::job::{Answer, Candidate, Job, JobKind, Phase};
 use tapedeck::label::{self, TapeStart};
 use tapedeck::restore::extract::{Extractor, Overwrite};
 use tapedeck::restore::plan::{self, PathPattern, Plan, PlanError, PlanOptions, Selection};
@@ -102,10 +103,15 @@ pub(super) struct ReadArgs {
     /// The drive to read with [default: $TAPEDECK_DRIVE, default_drive, else the first]
     #[arg(long, short, env = "TAPEDECK_DRIVE")]
     drive: Option<String>,
-    /// Without a terminal, wait this many seconds for a volume to be loaded (polling the
-    /// drive) instead of failing its members at once
+    /// Wait this many seconds for a volume to be loaded, looking at the drive every 2 s,
+    /// instead of failing its members at once (on a terminal, or detached, the job also
+    /// waits for an answer: Enter, `tapedeck answer`)
     #[arg(long, value_name = "SECS")]
     change_timeout: Option<u64>,
+    /// Run as a detached job: in its own session, output to its own log file, reachable
+    /// with `tapedeck attach ID` and `tapedeck answer ID`; prints the job's id and returns
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// A plan error at the command-line edge: bad input exits 2.
@@ -175,8 +181,9 @@ pub(super) struct Volumes {
     drives: Vec<(DriveSpec, Option<u8>)>,
     /// What the catalogue knows of each volume, by label.
     known: HashMap<String, KnownVolume>,
-    wait: Wait,
-    interrupt: Interrupt,
+    policy: WaitPolicy,
+    /// The job that reads, which asks the operator for volumes (none for a dry run).
+    job: Option<Arc<Job>>,
 }
 
 impl Volumes {
@@ -185,7 +192,6 @@ impl Volumes {
         drives: Vec<(DriveSpec, Option<u8>)>,
         cat: &Catalog,
         change_timeout: Option<u64>,
-        interrupt: Interrupt,
     ) -> Result<Volumes> {
         let library = match &spec.kind {
             DriveKind::Virtual { .. } => Some(super::changer::changer_of(&spec)?),
@@ -216,8 +222,8 @@ impl Volumes {
             library,
             drives,
             known,
-            wait: Wait::from_terminal(change_timeout.map(Duration::from_secs)),
-            interrupt,
+            policy: super::tape_change::policy(change_timeout.map(Duration::from_secs)),
+            job: None,
         })
     }
 
@@ -391,45 +397,64 @@ impl Volumes {
             .1
             .unwrap_or_else(|| "location unknown".into());
         let reason = "it holds another tape, or none".to_string();
-        if !self.wait.waits() {
-            return Err(bad_input(format!(
-                "volume {label} is not in {} ({place}); load it and run again, or give \
-                 --change-timeout SECS to wait for it",
-                self.spec.name
-            )));
-        }
+        let job = match &self.job {
+            Some(job) if self.policy.waits() => job.clone(),
+            _ => {
+                return Err(bad_input(format!(
+                    "volume {label} is not in {} ({place}); load it and run again, or give \
+                     --change-timeout SECS to wait for it",
+                    self.spec.name
+                )))
+            }
+        };
         let spec = self.spec.clone();
-        let mut announce = |why: &str| {
-            let lines = vec![
-                format!("Drive {} needs volume {label}: {why}.", spec.name),
-                format!("Volume {label}: {place}."),
-            ];
-            tracing::warn!("{} needs volume {label}: {why} ({place})", spec.name);
-            lines
+        let (status, known) = match self.known.get(label) {
+            Some(k) => (Some("in the catalogue".to_string()), k.barcode.clone()),
+            None => (None, label.to_string()),
+        };
+        let candidate = Candidate {
+            volume: known,
+            status,
+            location: place,
         };
         let this = &*self;
-        let mut attempt = || -> Result<Result<Box<dyn TapeDrive>, String>> {
-            // Loaded into the drive, or put back into the library.
-            if let Some(d) = this.holds(label)? {
-                return Ok(Ok(d));
-            }
-            if this.load_from_library(label)? {
+        let mut attempt = || -> Result<Box<dyn TapeDrive>, String> {
+            let found = (|| -> Result<Option<Box<dyn TapeDrive>>> {
+                // Loaded into the drive, or put back into the library.
                 if let Some(d) = this.holds(label)? {
-                    return Ok(Ok(d));
+                    return Ok(Some(d));
                 }
+                if this.load_from_library(label)? && this.holds(label)?.is_some() {
+                    return this.holds(label);
+                }
+                Ok(None)
+            })();
+            match found {
+                Ok(Some(d)) => Ok(d),
+                Ok(None) => Err(format!("the drive does not hold {label}")),
+                Err(e) => Err(describe(&e)),
             }
-            Ok(Err(format!("the drive does not hold {label}")))
         };
-        wait_until(
-            &spec,
-            &format!("volume {label}"),
+        let need = Need {
+            drive: &spec.name,
+            what: format!("volume {label}"),
+            answers: vec![Answer::Loaded, Answer::Eject, Answer::Abort, Answer::Skip],
+        };
+        operator::wait_for(
+            &job,
+            &this.policy,
+            &need,
             reason,
-            "Load it and press Enter; e ejects the tape in the drive; a aborts: ",
-            &this.wait,
-            &this.interrupt,
-            &mut announce,
+            &mut || vec![candidate.clone()],
             &mut attempt,
+            &mut || super::tape_change::eject(&spec),
         )
+        .map_err(super::tape_change::wait_error)
+    }
+
+    /// Makes `job` the one that asks the operator for volumes.
+    pub fn set_job(&mut self, job: Arc<Job>) {
+        self.job = Some(job);
     }
 }
 
@@ -474,13 +499,7 @@ pub(super) fn plan_reads(
         })
         .collect();
     let interrupt = Interrupt::from_signals().context("installing the Ctrl-C handler")?;
-    let mut volumes = Volumes::new(
-        asked,
-        candidates,
-        cat,
-        args.change_timeout,
-        interrupt.clone(),
-    )?;
+    let mut volumes = Volumes::new(asked, candidates, cat, args.change_timeout)?;
     // Every volume to read must have a drive that can read it: one clear refusal, not a
     // failure per member. The plan is made for the drive the first volume is read in.
     let mut labels: Vec<String> = Vec::new();
@@ -513,69 +532,36 @@ pub(super) fn plan_reads(
     Ok((volumes, plan, interrupt))
 }
 
-/// Runs `work` with a progress bar on a terminal (bytes, rate, ETA, current file), or a
-/// log line every 10 s without one.
-pub(super) fn with_progress<T>(
-    progress: &Arc<Progress>,
-    json: bool,
-    work: impl FnOnce() -> T,
-) -> T {
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let show_bar = std::io::stderr().is_terminal() && !json;
-    let watcher = {
-        let progress = progress.clone();
-        std::thread::spawn(move || watch(&progress, &finished, show_bar))
-    };
-    let result = work();
-    drop(done);
-    let _ = watcher.join();
-    result
-}
-
-fn watch(progress: &Progress, finished: &std::sync::mpsc::Receiver<()>, show_bar: bool) {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let bar = show_bar.then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:24} {bytes}/{total_bytes} {bytes_per_sec} \
-                 ETA {eta} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    super::output::set_progress_bar(bar.clone());
-    let mut ticks = 0u64;
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        finished.recv_timeout(Duration::from_millis(200))
-    {
-        ticks += 1;
-        let done = progress.bytes.load(Ordering::Relaxed);
-        let total = progress.total.load(Ordering::Relaxed);
-        match &bar {
-            Some(bar) => {
-                bar.set_length(total.max(done));
-                bar.set_position(done);
-                bar.set_message(progress.current());
-            }
-            None if ticks % 50 == 0 => tracing::info!(
-                "progress: {} of {}, {}",
-                format_size(done),
-                format_size(total),
-                progress.current()
-            ),
-            None => {}
-        }
-    }
-    super::output::set_progress_bar(None);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-}
-
 /// Prints the outcome of a restore or verify (human or JSON) and turns it into the exit
 /// status: interrupted 130, any failed member 1.
+/// Runs a restore or verify (`read`) as a job of `kind` watched on this terminal, and
+/// reports it.
+pub(super) fn run_reading(
+    config: &Config,
+    kind: JobKind,
+    what: &str,
+    interrupt: Interrupt,
+    json: bool,
+    read: impl FnOnce(&Arc<Job>, &Progress, &Interrupt) -> Report,
+) -> Result<()> {
+    super::jobrun::run_job(config, kind, what, interrupt.clone(), |running| {
+        let job = &running.job;
+        job.set_phase(Phase::Reading);
+        let progress = Arc::new(Progress::default());
+        let report = {
+            let started = std::time::Instant::now();
+            let _sampler = Sampler::start(job.clone(), {
+                let progress = progress.clone();
+                move || sample::from_reading(&progress, started.elapsed())
+            });
+            running.watched(Show::for_terminal(json), || {
+                read(job, &progress, &interrupt)
+            })
+        };
+        finish(&report, json, kind.as_str())
+    })
+}
+
 pub(super) fn finish(report: &Report, json: bool, what: &str) -> Result<()> {
     tracing::info!(
         members = report.members,
@@ -775,6 +761,9 @@ pub(super) fn show_plan(plan: &Plan, json: bool) -> Result<()> {
 }
 
 pub fn run(args: RestoreArgs, config: &Config) -> Result<()> {
+    if args.reading.detach && !args.dry_run {
+        return super::detach::start(config, JobKind::Restore, args.json);
+    }
     let at = args
         .date
         .as_deref()
@@ -823,15 +812,22 @@ pub fn run(args: RestoreArgs, config: &Config) -> Result<()> {
     drop(cat);
     let mut extractor = Extractor::new(to, args.overwrite)
         .map_err(|e| bad_input(format!("--to {}: {e}", to.display())))?;
-    let progress = Arc::new(Progress::default());
-    let report = with_progress(&progress, args.json, || {
-        read::execute(
-            &plan,
-            &mut volumes,
-            Mode::Restore(&mut extractor),
-            &progress,
-            &interrupt,
-        )
-    });
-    finish(&report, args.json, "restore")
+    let what = format!("restore into {}", to.display());
+    run_reading(
+        config,
+        JobKind::Restore,
+        &what,
+        interrupt,
+        args.json,
+        |job, progress, interrupt| {
+            volumes.set_job(job.clone());
+            read::execute(
+                &plan,
+                &mut volumes,
+                Mode::Restore(&mut extractor),
+                progress,
+                interrupt,
+            )
+        },
+    )
 }

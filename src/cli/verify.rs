@@ -1,14 +1,13 @@
 //! `tapedeck verify`: read a volume (or a backup) back and compare every member with the
 //! catalogue: its BLAKE3, or with `--quick` only its headers at their recorded places.
 
-use super::restore::{finish, plan_error, plan_reads, with_progress, ReadArgs};
+use super::restore::{plan_error, plan_reads, run_reading, ReadArgs};
 use anyhow::Result;
 use clap::Args;
-use std::sync::Arc;
 use tapedeck::config::Config;
+use tapedeck::job::JobKind;
 use tapedeck::restore::read::{self, Mode};
 use tapedeck::restore::verify::{self, Target};
-use tapedeck::restore::Progress;
 
 const AFTER_HELP: &str = "\
 Every member the catalogue places on the volume (or in the backup) is read at its recorded
@@ -46,6 +45,9 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs, config: &Config) -> Result<()> {
+    if args.reading.detach {
+        return super::detach::start(config, JobKind::Verify, args.json);
+    }
     let target = match (&args.tape, &args.backup) {
         (Some(label), _) => Target::Tape(label.clone()),
         (None, Some(id)) => Target::Backup(id.clone()),
@@ -56,15 +58,25 @@ pub fn run(args: VerifyArgs, config: &Config) -> Result<()> {
     let (mut volumes, plan, interrupt) =
         plan_reads(&args.reading, config, &cat, members, args.quick)?;
     drop(cat);
-    let progress = Arc::new(Progress::default());
-    let report = with_progress(&progress, args.json, || {
-        read::execute(
-            &plan,
-            &mut volumes,
-            Mode::Verify { quick: args.quick },
-            &progress,
-            &interrupt,
-        )
-    });
-    finish(&report, args.json, "verify")
+    let what = match &target {
+        Target::Tape(label) => format!("verify of volume {label}"),
+        Target::Backup(id) => format!("verify of backup {id}"),
+    };
+    run_reading(
+        config,
+        JobKind::Verify,
+        &what,
+        interrupt,
+        args.json,
+        |job, progress, interrupt| {
+            volumes.set_job(job.clone());
+            read::execute(
+                &plan,
+                &mut volumes,
+                Mode::Verify { quick: args.quick },
+                progress,
+                interrupt,
+            )
+        },
+    )
 }

@@ -128,15 +128,18 @@ impl Events {
     }
 
     pub fn send(&self, event: Event) {
-        log(&event);
-        if let Some(job) = &self.job {
-            job.publish(event);
+        match &self.job {
+            // The job logs what it publishes.
+            Some(job) => {
+                job.publish(event);
+            }
+            None => log(&event),
         }
     }
 }
 
 /// The log line of an event.
-fn log(event: &Event) {
+pub(super) fn log(event: &Event) {
     match event {
         Event::FileSkipped { path, reason } => tracing::warn!("skipped {path}: {reason}"),
         Event::FileChanged {
@@ -151,8 +154,9 @@ fn log(event: &Event) {
         }
         Event::Warning { message } => tracing::warn!("{message}"),
         Event::TapeNeeded { request } => tracing::warn!(
-            "{} needs a tape: {}; {} (request {})",
+            "{} needs {}: {}; {} (request {})",
             request.drive,
+            request.need,
             request.reason,
             if request.candidates.is_empty() {
                 "no known volume qualifies (a blank cartridge does)".to_string()

@@ -153,6 +153,7 @@ impl Job {
     /// Stamps `event` and hands it to every subscriber; one that has fallen too far behind
     /// (or gone) is dropped.
     pub fn publish(&self, event: Event) -> Stamped {
+        super::event::log(&event);
         let mut log = lock(&self.log);
         log.next_seq += 1;
         let stamped = Stamped {

@@ -6,11 +6,15 @@
 //! - [`event`]: what happens once, stamped and fanned out.
 //! - [`hub`]: the running job: state, subscribers, commands.
 //! - [`operator`]: waiting for a tape, answered by whoever answers first.
+//! - [`sample`]: the engine's numbers read into the job a few times a second.
 
 pub mod event;
 pub mod hub;
 pub mod model;
 pub mod operator;
+pub mod registry;
+pub mod sample;
+pub mod socket;
 
 pub use event::{Event, Events, Stamped};
 pub use hub::{CommandError, Job, Subscription};

@@ -33,7 +33,7 @@ pub enum WaitError {
     /// The operator aborted (an answer, Ctrl-C, an abort command).
     #[error("interrupted")]
     Interrupted,
-    #[error("no {need} in {drive} after waiting {secs} s: {reason}")]
+    #[error("gave up waiting {secs} s for {need} in {drive}: {reason}")]
     TimedOut {
         need: String,
         drive: String,
