@@ -12,6 +12,7 @@
 //! a filemark or end of data on read ([`ReadOutcome`]), the early-warning zone on write
 //! ([`WriteOutcome`]), running into end of data or BOT while spacing ([`SpaceOutcome`]).
 
+pub mod drive_model;
 pub mod file_reader;
 pub mod holders;
 pub mod lto;

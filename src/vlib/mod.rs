@@ -13,16 +13,17 @@
 pub mod cartridge;
 pub mod changer;
 pub mod drive;
-pub mod model;
+pub mod streaming;
 
+use crate::tape::drive_model::{native_capacity, DriveModel};
 use crate::tape::{Element, Holder};
 use cartridge::{Cartridge, CartridgeMeta};
-use model::{DriveModel, StreamStats};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use streaming::StreamStats;
 
 pub use changer::VirtualChanger;
 pub use drive::VirtualDrive;
@@ -229,18 +230,6 @@ impl Default for InitOptions {
             time_scale: 1.0,
             barcode_prefix: "TD".to_string(),
         }
-    }
-}
-
-/// Native capacity of an LTO generation in bytes.
-pub fn native_capacity(generation: u8) -> u64 {
-    const TB: u64 = 1_000_000_000_000;
-    match generation {
-        ..=5 => 1_500_000_000_000,
-        6 => 2_500_000_000_000,
-        7 => 6 * TB,
-        8 => 12 * TB,
-        _ => 18 * TB,
     }
 }
 
