@@ -2,7 +2,7 @@
 //! floor and the native rate, the data cache, what a stop-and-reposition costs, the largest
 //! block, and the native capacity of each generation's cartridges. Pacing (the flow
 //! controller's speed range), restore estimates, configuration checks and the virtual
-//! library's streaming simulation (`crate::vlib::streaming`) all read them here; which
+//! library's streaming simulation (`vlib::streaming`) all read them here; which
 //! cartridges a drive takes is [`super::lto`]'s.
 
 use serde::{Deserialize, Serialize};
