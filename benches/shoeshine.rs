@@ -15,7 +15,8 @@
 
 use std::sync::Arc;
 use tapedeck::backup::flow::{FlowConfig, FlowController, FlowDecision, FlowPolicy, SpeedRange};
-use tapedeck::vlib::model::{Clock, DriveModel, SimClock, Streamer};
+use tapedeck::tape::drive_model::DriveModel;
+use tapedeck::vlib::streaming::{Clock, SimClock, Streamer};
 
 const MB: f64 = 1e6;
 const GIB: u64 = 1 << 30;

@@ -4,8 +4,8 @@
 //! the key and what is allowed; `tapedeck config` prints the effective result.
 
 use crate::backup::flow::FlowPolicy;
+use crate::tape::drive_model::DriveModel;
 use crate::units::{deserialize_opt_buffer_size, deserialize_opt_size, format_size};
-use crate::vlib::model::DriveModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -4,9 +4,9 @@
 
 use crate::backup::flow::SpeedRange;
 use crate::config::Config;
+use crate::tape::drive_model::DriveModel;
 use crate::tape::st::StDrive;
 use crate::tape::{TapeDrive, TapeError};
-use crate::vlib::model::DriveModel;
 use crate::vlib::{Library, VlibError};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -25,9 +25,9 @@ use tapedeck::restore::extract::{Extractor, Overwrite};
 use tapedeck::restore::plan::{self, PathPattern, Plan, PlanError, PlanOptions, Selection};
 use tapedeck::restore::read::{self, Mode};
 use tapedeck::restore::{MountError, Progress, Report, Status, VolumeSource};
+use tapedeck::tape::drive_model::DriveModel;
 use tapedeck::tape::{lto, Changer, Element, TapeDrive};
 use tapedeck::units::{format_rate, format_size};
-use tapedeck::vlib::model::DriveModel;
 use tapedeck::vlib::Library;
 
 const AFTER_HELP: &str = "\

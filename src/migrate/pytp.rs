@@ -27,8 +27,8 @@ use crate::catalog::{
     VolumeStatus, ORIGIN_IMPORT,
 };
 use crate::config::{allowed_block_size, block_size_rule, Config, ConfigFile};
+use crate::tape::drive_model::DriveModel;
 use crate::units::format_size;
-use crate::vlib::model::DriveModel;
 use jiff::tz::TimeZone;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};

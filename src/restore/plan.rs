@@ -5,7 +5,7 @@
 //! counts and a time estimate from the drive model, for `--dry-run`.
 
 use crate::catalog::{BackupNode, Catalog, CatalogError, FileKind, FileVersion};
-use crate::vlib::model::DriveModel;
+use crate::tape::drive_model::DriveModel;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};

@@ -2,8 +2,11 @@
 //!
 //! Everything above this module (writer, restore, CLI) talks to a [`TapeDrive`] or a
 //! [`Changer`] and never to a device file. Two implementations exist: the Linux `st`
-//! driver ([`st::StDrive`]) and the virtual library ([`crate::vlib`]); the conformance
-//! suite ([`crate::conformance`]) holds both to the same behaviour.
+//! driver ([`st::StDrive`]) and the virtual library (`vlib`, which depends on this module,
+//! never the other way round, and reports its failures as [`TapeError`]s); the conformance
+//! suite ([`crate::conformance`]) holds both to the same behaviour. What an LTO drive type
+//! can do (speeds, cache, capacities) is [`drive_model`]'s, which cartridges it takes
+//! [`lto`]'s.
 //!
 //! Positions are SCSI *logical object numbers*: counted from 0 at BOT, every block and
 //! every filemark is one object (what `MTIOCPOS` reports and `MTSEEK` takes).
@@ -12,6 +15,7 @@
 //! a filemark or end of data on read ([`ReadOutcome`]), the early-warning zone on write
 //! ([`WriteOutcome`]), running into end of data or BOT while spacing ([`SpaceOutcome`]).
 
+pub mod drive_model;
 pub mod file_reader;
 pub mod holders;
 pub mod lto;
@@ -196,17 +200,25 @@ pub enum TapeError {
         #[source]
         source: std::io::Error,
     },
+    /// A library's drive or changer is taken by another process or handle of this one
+    /// (the virtual library's locks); `what` names it as the operator knows it.
+    #[error("{what} is in use by {}", holders::describe(.holders))]
+    InUse { what: String, holders: Vec<Holder> },
+    /// The library behind a drive or changer refused a request it cannot meet: no library
+    /// there, an unknown drive or element, an empty source or a full destination, a
+    /// cartridge the drive cannot take. The library's own error says which.
     #[error(transparent)]
-    Library(#[from] crate::vlib::VlibError),
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+    /// The library behind a drive or changer failed: its files or locks could not be read
+    /// or written, are damaged, or its robot failed. The library's own error says which.
+    #[error(transparent)]
+    Library(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl TapeError {
     /// True when the drive is held by another process (or another handle of this one).
     pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            TapeError::Busy { .. } | TapeError::Library(crate::vlib::VlibError::InUse { .. })
-        )
+        matches!(self, TapeError::Busy { .. } | TapeError::InUse { .. })
     }
 
     /// True when the medium (or the drive writing it) failed to take or give data: the
@@ -228,10 +240,10 @@ impl TapeError {
             TapeError::BlockSizeUnsupported { .. }
             | TapeError::WrongBlockLength { .. }
             | TapeError::ShortBuffer { .. }
-            | TapeError::BeyondEndOfData { .. } => true,
+            | TapeError::BeyondEndOfData { .. }
+            | TapeError::Refused(_) => true,
             // A configured device node that does not exist is a configuration mistake.
             TapeError::Open { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            TapeError::Library(e) => e.is_bad_input(),
             _ => false,
         }
     }

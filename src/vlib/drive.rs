@@ -1,11 +1,12 @@
 //! A virtual drive: [`TapeDrive`] over a [`Cartridge`] directory, with the semantics the
 //! conformance suite checks against Linux `st` (filemark on rewind after writing,
 //! early warning then alternating `ENOSPC`, LOCATE past end of data, short reads) and the
-//! streaming model of [`super::model`].
+//! streaming simulation of [`super::streaming`].
 
 use super::cartridge::Cartridge;
-use super::model::{Clock, DriveModel, ScaledClock, StreamStats, Streamer};
+use super::streaming::{Clock, ScaledClock, StreamStats, Streamer};
 use super::{Library, VlibError};
+use crate::tape::drive_model::DriveModel;
 use crate::tape::{
     BlockLimits, DriveStatus, ReadOutcome, Result, SpaceOutcome, TapeDrive, TapeError,
     WriteOutcome, ST_MAX_BLOCK_SIZE,
@@ -120,7 +121,7 @@ impl VirtualDrive {
         Ok(drive)
     }
 
-    /// Replaces the drive's clock (simulations drive a [`super::model::SimClock`]).
+    /// Replaces the drive's clock (simulations drive a [`super::streaming::SimClock`]).
     pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
         self.streamer = Some(Streamer::new(self.model.clone(), clock));
         self.stats_saved = StreamStats::default();

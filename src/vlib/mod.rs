@@ -1,6 +1,9 @@
 //! The virtual tape library: file-backed drives, cartridges and a changer with the
 //! semantics of Linux `st` and a SCSI media changer. It is the test double for every
 //! test above the tape layer and the library a new user gets with no configuration.
+//! It implements the tape layer's traits over the drive figures of
+//! [`crate::tape::drive_model`] and reports its failures to the tape layer as
+//! [`TapeError`]s; the tape layer knows nothing of it.
 //!
 //! On-disk layout (a contract, see the README's format section):
 //! ```text
@@ -13,16 +16,17 @@
 pub mod cartridge;
 pub mod changer;
 pub mod drive;
-pub mod model;
+pub mod streaming;
 
-use crate::tape::{Element, Holder};
+use crate::tape::drive_model::{native_capacity, DriveModel};
+use crate::tape::{Element, Holder, TapeError};
 use cartridge::{Cartridge, CartridgeMeta};
-use model::{DriveModel, StreamStats};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use streaming::StreamStats;
 
 pub use changer::VirtualChanger;
 pub use drive::VirtualDrive;
@@ -83,6 +87,20 @@ impl VlibError {
                 | VlibError::Exists(_)
                 | VlibError::Missing(_)
         )
+    }
+}
+
+/// The library's errors as its drives and changer report them to the tape layer: a lock
+/// held elsewhere is [`TapeError::InUse`], what the operator asked for and the library
+/// cannot do is [`TapeError::Refused`] (exit code 2), anything else a failure of the
+/// library ([`TapeError::Library`]). The message stays the library's.
+impl From<VlibError> for TapeError {
+    fn from(e: VlibError) -> Self {
+        match e {
+            VlibError::InUse { what, holders } => TapeError::InUse { what, holders },
+            e if e.is_bad_input() => TapeError::Refused(Box::new(e)),
+            e => TapeError::Library(Box::new(e)),
+        }
     }
 }
 
@@ -229,18 +247,6 @@ impl Default for InitOptions {
             time_scale: 1.0,
             barcode_prefix: "TD".to_string(),
         }
-    }
-}
-
-/// Native capacity of an LTO generation in bytes.
-pub fn native_capacity(generation: u8) -> u64 {
-    const TB: u64 = 1_000_000_000_000;
-    match generation {
-        ..=5 => 1_500_000_000_000,
-        6 => 2_500_000_000_000,
-        7 => 6 * TB,
-        8 => 12 * TB,
-        _ => 18 * TB,
     }
 }
 
@@ -604,6 +610,55 @@ mod tests {
         let err = Library::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("library.json"), "{err}");
         assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn errors_reach_the_tape_layer_with_their_message_and_meaning() {
+        use crate::tape::Changer;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            time_scale: 0.0,
+            ..InitOptions::default()
+        };
+        let lib = Library::init(dir.path(), &opts).unwrap();
+        let mut changer = lib.changer();
+        // Asking for what cannot be: the mail slot is empty.
+        let err = changer
+            .move_medium(Element::ImportExport(1), Element::Slot(1))
+            .unwrap_err();
+        assert!(err.is_bad_input() && !err.is_busy(), "{err:?}");
+        assert_eq!(err.to_string(), "import/export slot 1 is empty");
+        let missing: TapeError = Library::open(&dir.path().join("none")).unwrap_err().into();
+        assert!(missing.is_bad_input(), "{missing:?}");
+        // A drive open elsewhere keeps its tape.
+        changer
+            .move_medium(Element::Slot(1), Element::Drive(0))
+            .unwrap();
+        let held = lib.open_drive("lto9").unwrap();
+        let err = changer
+            .move_medium(Element::Drive(0), Element::Slot(1))
+            .unwrap_err();
+        assert!(err.is_busy() && !err.is_bad_input(), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("drive lto9 (its tape is loaded) is in use by"),
+            "{err}"
+        );
+        drop(held);
+        // A jammed robot is a failure of the library, not of the medium.
+        lib.update(|f| {
+            f.changer_jammed = true;
+            Ok(())
+        })
+        .unwrap();
+        let err = changer
+            .move_medium(Element::Drive(0), Element::Slot(1))
+            .unwrap_err();
+        assert!(
+            !err.is_bad_input() && !err.is_busy() && !err.is_medium_failure(),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("the gripper is jammed"), "{err}");
     }
 
     #[test]
