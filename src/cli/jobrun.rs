@@ -42,7 +42,9 @@ impl Running {
     pub fn set_buffer(&self, bytes: u64) {
         self.job.update(|s| s.buffer = bytes);
         if let Some(s) = &self.server {
-            s.set_buffer(bytes);
+            if let Err(e) = s.set_buffer(bytes) {
+                tracing::warn!("the buffer of this job is not recorded for other jobs: {e}");
+            }
         }
     }
 
@@ -74,7 +76,9 @@ impl Running {
         };
         self.job.finish(outcome);
         if let Some(s) = self.server {
-            s.finish();
+            if let Err(e) = s.finish() {
+                tracing::warn!("the job's record is not complete: {e}");
+            }
         }
     }
 }

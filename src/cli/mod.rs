@@ -33,6 +33,7 @@ mod changer;
 mod detach;
 mod import_tape;
 mod jobrun;
+mod jobs;
 mod migrate;
 mod output;
 mod query;
@@ -123,6 +124,11 @@ enum Command {
     Inventory(query::InventoryArgs),
     /// Running and recent backups, per drive
     Status(query::StatusArgs),
+    /// Running and recent jobs (backup, restore, verify, rebuild): phase, progress, and
+    /// the tape request each waits on
+    Jobs(jobs::JobsArgs),
+    /// Answer a running job's tape request: loaded, eject, abort or skip
+    Answer(jobs::AnswerArgs),
     /// The catalogue itself: integrity check, online backup, rebuild from tapes
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -253,6 +259,8 @@ fn run(command: Command, config: &Config) -> Result<()> {
         Command::List(args) => query::list(args, config),
         Command::Inventory(args) => query::inventory(args, config),
         Command::Status(args) => query::status(args, config),
+        Command::Jobs(args) => jobs::jobs(args, config),
+        Command::Answer(args) => jobs::answer(args, config),
         Command::Catalog(cmd) => catalog::catalog(cmd, config),
     }
 }
