@@ -404,8 +404,6 @@ fn mem_total() -> u64 {
 }
 
 #[test]
-#[ignore = "the RAM guard adds other jobs' buffers to MemAvailable although they are \
-            committed only as they fill: a second default buffer is larger than the first"]
 fn the_ram_guard_keeps_two_default_buffers_under_sixty_percent_of_memory() {
     let home = Home::new();
     let mut jobs = Started::new(&home);

@@ -1,10 +1,12 @@
 //! The RAM guard: how large the ring buffer may be, decided from `MemAvailable` before
 //! anything is allocated, so a buffer never pushes the machine into the OOM killer.
 //!
-//! Jobs running at once share the guard: their buffers count as taken. The memory the
-//! shares are taken of is what is available now plus what the other jobs' buffers hold
-//! (the machine as if they did not run); all buffers together stay under 60 % of it, and
-//! the default of a job that starts second is what is left under that line, at most 40 %.
+//! Jobs running at once share the guard: their whole buffers count as taken. The memory
+//! the shares are taken of is what is available now plus what the other jobs' buffers
+//! already occupy (a ring's pages are committed as it first fills, so a job that just
+//! started holds little yet, and counting its whole buffer back would count it twice); all
+//! buffers together stay under 60 % of it, and the default of a job that starts second is
+//! what is left under that line, at most 40 %.
 
 use crate::units::format_size;
 
@@ -44,6 +46,28 @@ pub enum MemoryError {
 pub struct Held {
     pub job: String,
     pub bytes: u64,
+    /// How much of it occupies memory now (at most `bytes`).
+    pub resident: u64,
+}
+
+impl Held {
+    /// Job `job`'s buffer of `bytes`, occupying what its process `pid` has resident.
+    pub fn of(job: String, bytes: u64, pid: u32) -> Held {
+        let resident = resident_bytes(pid).unwrap_or(0).min(bytes);
+        Held {
+            job,
+            bytes,
+            resident,
+        }
+    }
+}
+
+/// The resident memory of process `pid` (`VmRSS`), in bytes.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn held_by(others: &[Held]) -> String {
@@ -76,7 +100,7 @@ pub fn mem_available() -> Result<u64, MemoryError> {
 }
 
 /// The buffer size to allocate: the request if it fits, with the buffers of the `others`
-/// running jobs, under 60 % of the memory (`available` now plus what they hold), else an
+/// running jobs, under 60 % of the memory (`available` now plus what they occupy), else an
 /// error naming the figures and the other jobs; without a request min(16 GiB, 40 %, what
 /// is left under the 60 % line). The result is rounded down to whole blocks.
 pub fn buffer_size(
@@ -86,7 +110,8 @@ pub fn buffer_size(
     others: &[Held],
 ) -> Result<u64, MemoryError> {
     let held: u64 = others.iter().map(|h| h.bytes).sum();
-    let memory = available.saturating_add(held);
+    let resident: u64 = others.iter().map(|h| h.resident).sum();
+    let memory = available.saturating_add(resident);
     let largest = ((memory as f64 * MAX_SHARE) as u64).saturating_sub(held) / block * block;
     let asked = match requested {
         Some(r) if r > largest => {
@@ -153,11 +178,21 @@ mod tests {
 
     #[test]
     fn a_second_job_fits_beside_the_first_under_sixty_percent() {
-        // The first took 40 % of 50 GiB; 30 GiB are available now.
+        // The first took 40 % of 50 GiB and filled it; 30 GiB are available now.
         let first = Held {
             job: "backup-aaaaaa".into(),
             bytes: 20 * GIB,
+            resident: 20 * GIB,
         };
+        // Had it only just started, its buffer would not be in memory yet: not counted twice.
+        let fresh = Held {
+            resident: 0,
+            ..first.clone()
+        };
+        assert_eq!(
+            buffer_size(None, 50 * GIB, BLOCK, std::slice::from_ref(&fresh)).unwrap(),
+            10 * GIB
+        );
         let second = buffer_size(None, 30 * GIB, BLOCK, std::slice::from_ref(&first)).unwrap();
         assert_eq!(second, 10 * GIB);
         assert!(

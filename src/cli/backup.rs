@@ -372,7 +372,7 @@ fn stream(
     let others = || -> Vec<memory::Held> {
         registry::running_buffers(&run_dir, &job.id())
             .into_iter()
-            .map(|(job, bytes)| memory::Held { job, bytes })
+            .map(|(job, bytes, pid)| memory::Held::of(job, bytes, pid))
             .collect()
     };
     let available = memory::mem_available().map_err(tapedeck::backup::BackupError::from)?;

@@ -69,7 +69,7 @@ fn parse_answer(s: &str) -> Result<Answer, String> {
 }
 
 /// Running jobs' state from their sockets; a job that does not answer keeps its record's.
-fn refreshed(mut all: Vec<Listed>, run: &std::path::Path) -> Vec<Listed> {
+pub(super) fn refreshed(mut all: Vec<Listed>, run: &std::path::Path) -> Vec<Listed> {
     for l in all.iter_mut().filter(|l| l.live) {
         match Client::connect_timeout(run, &l.record.id, PEEK_TIMEOUT) {
             Ok(client) => l.record.state = Some(client.state().clone()),
@@ -126,8 +126,19 @@ pub fn jobs(args: JobsArgs, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The state of every running job, asked from the job itself (for `status`).
+pub(super) fn live_states(config: &Config) -> Vec<JobState> {
+    let run = registry::run_dir(&config.home);
+    let all = registry::list(&run).unwrap_or_default();
+    refreshed(all, &run)
+        .into_iter()
+        .filter(|l| l.live)
+        .filter_map(|l| l.record.state)
+        .collect()
+}
+
 /// `1.2 GiB / 4 GiB (30%)`, or what is done when the total is not known.
-fn progress(s: &JobState) -> Option<String> {
+pub(super) fn progress(s: &JobState) -> Option<String> {
     let p = &s.progress;
     if p.bytes_total > 0 {
         let pct = (p.bytes_done as f64 / p.bytes_total as f64 * 100.0).min(100.0);
@@ -144,7 +155,7 @@ fn progress(s: &JobState) -> Option<String> {
 }
 
 /// `lto9 needs a usable tape (request 2)`.
-fn waiting(s: &JobState) -> Option<String> {
+pub(super) fn waiting(s: &JobState) -> Option<String> {
     s.pending
         .as_ref()
         .map(|p| format!("{} needs {} (request {})", p.drive, p.need, p.id))

@@ -27,6 +27,7 @@ macro_rules! err {
     ($($arg:tt)*) => { $crate::cli::output::write_stderr(format_args!($($arg)*)) };
 }
 
+mod attach;
 mod backup;
 mod catalog;
 mod changer;
@@ -129,6 +130,8 @@ enum Command {
     Jobs(jobs::JobsArgs),
     /// Answer a running job's tape request: loaded, eject, abort or skip
     Answer(jobs::AnswerArgs),
+    /// Watch a running job here (progress, its tape requests); leaving stops nothing
+    Attach(attach::AttachArgs),
     /// The catalogue itself: integrity check, online backup, rebuild from tapes
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -261,6 +264,7 @@ fn run(command: Command, config: &Config) -> Result<()> {
         Command::Status(args) => query::status(args, config),
         Command::Jobs(args) => jobs::jobs(args, config),
         Command::Answer(args) => jobs::answer(args, config),
+        Command::Attach(args) => attach::run(args, config),
         Command::Catalog(cmd) => catalog::catalog(cmd, config),
     }
 }

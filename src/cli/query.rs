@@ -343,8 +343,29 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
         check_job(&cat, job)?;
     }
     let backups = cat.backups(args.job.as_deref(), args.limit)?;
+    // A running backup's live numbers come from its job, the one of the same kind on the
+    // same drive.
+    let live = super::jobs::live_states(config);
+    let job_of = |b: &tapedeck::catalog::BackupSummary| {
+        (b.status == BackupStatus::Running)
+            .then(|| {
+                live.iter().find(|s| {
+                    s.kind == tapedeck::job::JobKind::Backup
+                        && s.drives.first().map(|d| Some(&d.drive)) == Some(b.drive.as_ref())
+                })
+            })
+            .flatten()
+    };
     if args.json {
-        return print_json(&backups);
+        let mut rows = Vec::new();
+        for b in &backups {
+            let mut row = serde_json::to_value(b)?;
+            if let (Some(s), Some(obj)) = (job_of(b), row.as_object_mut()) {
+                obj.insert("live".into(), serde_json::to_value(s)?);
+            }
+            rows.push(row);
+        }
+        return print_json(&rows);
     }
     if backups.is_empty() {
         outln!("No backups yet.");
@@ -354,9 +375,18 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
         "DRIVE", "STATUS", "JOB", "KIND", "STARTED", "FINISHED", "FILES", "SIZE", "VOLUMES",
     ]);
     for b in &backups {
-        let status = match (b.status, &b.error) {
-            (BackupStatus::Running, _) => "RUNNING".to_string(),
+        let live = job_of(b);
+        let status = match (b.status, live) {
+            (BackupStatus::Running, Some(s)) => format!("RUNNING ({}, {})", s.phase, s.id),
+            (BackupStatus::Running, None) => "RUNNING".to_string(),
             (s, _) => s.to_string(),
+        };
+        let (files, size) = match live {
+            Some(s) => (
+                s.progress.files_done.to_string(),
+                super::jobs::progress(s).unwrap_or_else(|| "-".into()),
+            ),
+            None => (b.files.to_string(), format_size(b.bytes.max(0) as u64)),
         };
         t.row(vec![
             b.drive.clone().unwrap_or_else(|| "-".into()),
@@ -365,8 +395,8 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
             b.kind.clone(),
             format_time(b.started_at),
             or_dash(b.finished_at.map(format_time)),
-            b.files.to_string(),
-            format_size(b.bytes.max(0) as u64),
+            files,
+            size,
             if b.volumes.is_empty() {
                 "-".into()
             } else {
@@ -375,6 +405,27 @@ pub fn status(args: StatusArgs, config: &Config) -> Result<()> {
         ]);
     }
     t.print();
+    for s in &live {
+        let rate = tapedeck::units::format_rate(s.progress.rate);
+        let eta = s
+            .progress
+            .eta_secs
+            .map(super::watch::format_eta)
+            .unwrap_or_else(|| "-".into());
+        outln!(
+            "{} {} {}: {}, {rate}, ETA {eta}{}",
+            s.id,
+            s.kind,
+            s.phase,
+            super::jobs::progress(s).unwrap_or_else(|| "starting".into()),
+            super::jobs::waiting(s)
+                .map(|w| format!(
+                    "; WAITING: {w}, answer with `tapedeck answer {} loaded`",
+                    s.id
+                ))
+                .unwrap_or_default()
+        );
+    }
     for b in backups.iter().filter(|b| b.error.is_some()) {
         outln!(
             "{} {}: {}",

@@ -108,10 +108,20 @@ pub(super) fn watch(feed: &mut dyn Feed, show: &Show) -> Option<JobState> {
     let mut asking: Option<TapeRequest> = None;
     let mut lines = show.prompt.then(stdin_lines);
     let mut plain_at = Instant::now();
+    // Requests asked on this terminal already (from an event, or from the state of a job
+    // attached while it waited).
+    let mut asked = std::collections::HashSet::new();
     loop {
         match feed.next(Duration::from_millis(100)) {
             Some(Update::Ended) => break,
             Some(Update::State(state)) => {
+                if let (Some(request), Some(_), None) = (&state.pending, &lines, &asking) {
+                    if asked.insert(request.id) {
+                        hide(&mut bar);
+                        ask(request);
+                        asking = Some(request.clone());
+                    }
+                }
                 if asking.is_none() {
                     if show.bar && bar.is_none() {
                         bar = Some(new_bar());
@@ -133,12 +143,8 @@ pub(super) fn watch(feed: &mut dyn Feed, show: &Show) -> Option<JobState> {
                 }
             }
             Some(Update::Event(stamped)) => match stamped.event {
-                Event::TapeNeeded { request } if lines.is_some() => {
-                    // The bar goes while the operator is asked, and is drawn anew after.
-                    if let Some(bar) = bar.take() {
-                        bar.finish_and_clear();
-                        super::output::set_progress_bar(None);
-                    }
+                Event::TapeNeeded { request } if lines.is_some() && asked.insert(request.id) => {
+                    hide(&mut bar);
                     ask(&request);
                     asking = Some(request);
                 }
@@ -196,6 +202,14 @@ pub(super) fn watch(feed: &mut dyn Feed, show: &Show) -> Option<JobState> {
         bar.finish_and_clear();
     }
     last
+}
+
+/// Takes the bar off the terminal while the operator is asked; it is drawn anew after.
+fn hide(bar: &mut Option<indicatif::ProgressBar>) {
+    if let Some(bar) = bar.take() {
+        bar.finish_and_clear();
+        super::output::set_progress_bar(None);
+    }
 }
 
 /// The lines that ask for a tape, and the prompt.
@@ -279,7 +293,9 @@ pub(super) fn status_line(s: &JobState) -> String {
         _ => parts.push(format_rate(s.progress.rate)),
     }
     parts.push(format!("ETA {eta}"));
-    parts.push(s.progress.current_file.clone());
+    if !s.progress.current_file.is_empty() {
+        parts.push(s.progress.current_file.clone());
+    }
     parts.join(" | ")
 }
 

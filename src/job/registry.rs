@@ -339,12 +339,12 @@ pub fn resolve(run_dir: &Path, id_or_prefix: &str) -> Result<Listed, RegistryErr
 
 /// The ids and buffer sizes of the running jobs other than `except`. A run directory that
 /// cannot be read counts as no jobs (said in the log).
-pub fn running_buffers(run_dir: &Path, except: &str) -> Vec<(String, u64)> {
+pub fn running_buffers(run_dir: &Path, except: &str) -> Vec<(String, u64, u32)> {
     match list(run_dir) {
         Ok(all) => all
             .into_iter()
             .filter(|l| l.live && l.record.id != except)
-            .map(|l| (l.record.id, l.record.buffer))
+            .map(|l| (l.record.id, l.record.buffer, l.record.pid))
             .collect(),
         Err(e) => {
             tracing::warn!("cannot list the running jobs: {e}");
@@ -432,7 +432,7 @@ mod tests {
         assert_eq!(all[0].record.outcome, None);
         assert_eq!(
             running_buffers(&run, "other"),
-            [("backup-aaaaaa".into(), 1 << 20)]
+            [("backup-aaaaaa".into(), 1 << 20, 1)]
         );
         assert!(running_buffers(&run, "backup-aaaaaa").is_empty());
 

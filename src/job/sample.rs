@@ -98,7 +98,11 @@ fn refresh(job: &Job, rate: &mut WindowRate, sample: Sample) {
         drives,
         phase,
     } = sample;
-    if let Some(r) = rate.push(Instant::now(), progress.bytes_done) {
+    // No rate and no ETA while the job waits for the operator: nobody knows how long that
+    // takes, and the rate starts afresh after it.
+    if job.phase() == Phase::WaitingForTape {
+        *rate = WindowRate::default();
+    } else if let Some(r) = rate.push(Instant::now(), progress.bytes_done) {
         progress.rate = r;
         let left = progress.bytes_total.saturating_sub(progress.bytes_done);
         progress.eta_secs = (r > 0.0 && progress.bytes_total > 0).then(|| left as f64 / r);

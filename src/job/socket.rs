@@ -610,7 +610,7 @@ mod tests {
         server.set_buffer(4096).unwrap();
         assert_eq!(
             registry::running_buffers(&run, "x"),
-            [("rebuild-000001".into(), 4096)]
+            [("rebuild-000001".into(), 4096, std::process::id())]
         );
         assert_eq!(job.state().buffer, 4096);
         drop(server);
