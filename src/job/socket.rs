@@ -83,6 +83,9 @@ impl Server {
         let id = state.id.clone();
         let lock = registry::take_lock(&registry::lock_path(run_dir, &id), false)?
             .ok_or_else(|| SocketError::InUse { id: id.clone() })?;
+        // The record first: once the socket exists (what `--detach` waits for), `jobs` and
+        // `answer` find the job.
+        registry::write_record(run_dir, &JobRecord::of(&state))?;
         let path = registry::socket_path(run_dir, &id);
         let bind = |path: &Path| -> std::io::Result<UnixListener> {
             // Under our lock, a socket there is a dead job's.
@@ -102,11 +105,6 @@ impl Server {
                 source,
             }
         })?;
-        let record = JobRecord::of(&state);
-        if let Err(e) = registry::write_record(run_dir, &record) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e.into());
-        }
         let shared = Arc::new(Shared::default());
         let accept = {
             let (job, shared) = (job.clone(), shared.clone());
@@ -126,7 +124,7 @@ impl Server {
         Ok(Server {
             job,
             run_dir: run_dir.to_path_buf(),
-            record: Mutex::new(record),
+            record: Mutex::new(JobRecord::of(&state)),
             shared,
             accept: Some(accept),
             lock: Some(lock),
