@@ -799,6 +799,7 @@ pub fn run(
             if interrupt.requested() && !interrupt_seen {
                 interrupt_seen = true;
                 events.send(Event::Interrupted { hard: false });
+                events.phase(crate::job::Phase::Draining);
             }
             recorder.record_up_to(progress.bytes(), &events)?;
             spans.written_to(progress.bytes());
@@ -984,6 +985,7 @@ pub fn run(
             let before = drive.position().ok();
             let written = match index {
                 Some(index) => {
+                    events.phase(crate::job::Phase::WritingIndex);
                     let trailer = IndexTrailer {
                         finished: super::index::index_time(catalog::now()),
                         status: status.as_str(),

@@ -123,6 +123,13 @@ impl Events {
         Events { job: Some(job) }
     }
 
+    /// Moves the job (if any) to `phase`.
+    pub fn phase(&self, phase: Phase) {
+        if let Some(job) = &self.job {
+            job.set_phase(phase);
+        }
+    }
+
     pub fn job(&self) -> Option<&Arc<Job>> {
         self.job.as_ref()
     }

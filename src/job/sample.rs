@@ -117,7 +117,8 @@ fn refresh(job: &Job, rate: &mut WindowRate, sample: Sample) {
         if matches!(
             job.phase(),
             Phase::Preparing | Phase::Streaming | Phase::Paused | Phase::Positioning
-        ) {
+        ) && p != job.phase()
+        {
             job.set_phase(p);
         }
     }
