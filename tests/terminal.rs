@@ -200,6 +200,14 @@ fn a_detached_backup_is_attached_answered_on_the_terminal_and_outlives_a_closed_
     let screen = second.wait_for("EXIT=", 60);
     assert!(screen.contains("ended complete"), "{screen}");
     assert!(screen.contains("EXIT=0"), "{screen}");
-    let jobs = home.json(&["jobs", "--json"]);
+    // The job's record is final a moment after its last message.
+    let mut jobs = serde_json::Value::Null;
+    for _ in 0..100 {
+        jobs = home.json(&["jobs", "--json"]);
+        if jobs[0]["live"] == false {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(jobs[0]["outcome"]["status"], "complete", "{jobs}");
 }

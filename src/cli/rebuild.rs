@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tapedeck::config::Config;
 use tapedeck::drives::{self, DriveSpec};
+use tapedeck::job::{JobKind, Phase};
 use tapedeck::rebuild::{self, Options, Outcome, Progress, RebuildError, RebuildReport};
 use tapedeck::tape::Changer;
 use tapedeck::units::format_size;
@@ -68,17 +69,33 @@ pub fn run(args: RebuildArgs, config: &Config) -> Result<()> {
     let cartridge = super::catalog::virtual_cartridge(&spec.kind, &spec.name)?;
     let mut cat = super::catalog::open(config)?;
     let mut drive = spec.open()?;
+    let interrupt =
+        tapedeck::interrupt::Interrupt::from_signals().context("installing the Ctrl-C handler")?;
     let opts = Options {
         scan: args.scan,
         capacity: cartridge.as_ref().map(|c| c.2 as i64),
         location: Some(format!("drive {}", spec.name)),
-        interrupt: tapedeck::interrupt::Interrupt::from_signals()
-            .context("installing the Ctrl-C handler")?,
+        interrupt: interrupt.clone(),
     };
+    let what = format!("rebuild of volume {} in {}", args.tape, spec.name);
+    super::jobrun::run_job(config, JobKind::Rebuild, &what, interrupt, |running| {
+        running.job.set_phase(Phase::Reading);
+        rebuild_in_job(&args, &spec, &mut cat, drive.as_mut(), &opts, running)
+    })
+}
+
+/// The rebuild itself, as its job runs it.
+fn rebuild_in_job(
+    args: &RebuildArgs,
+    spec: &DriveSpec,
+    cat: &mut tapedeck::catalog::Catalog,
+    drive: &mut dyn tapedeck::tape::TapeDrive,
+    opts: &Options,
+    running: &super::jobrun::Running,
+) -> Result<()> {
     let bar = super::output::spinner(args.json);
     let mut show = |p: Progress| {
-        let Some(bar) = &bar else { return };
-        bar.set_message(match p {
+        let message = match p {
             Progress::TapeFile { tape_file } => format!("{}: tape file {tape_file}", args.tape),
             Progress::Records { tape_file, records } => {
                 format!(
@@ -91,16 +108,22 @@ pub fn run(args: RebuildArgs, config: &Config) -> Result<()> {
                 args.tape,
                 format_size(bytes)
             ),
-        });
+        };
+        running
+            .job
+            .update(|s| s.progress.current_file = message.clone());
+        if let Some(bar) = &bar {
+            bar.set_message(message);
+        }
     };
-    let result = rebuild::rebuild_volume(drive.as_mut(), &mut cat, &args.tape, &opts, &mut show);
+    let result = rebuild::rebuild_volume(drive, cat, &args.tape, opts, &mut show);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let report = match result {
         Ok(r) => r,
         Err(e @ (RebuildError::NoTape { .. } | RebuildError::WrongVolume { .. })) => {
-            let hint = where_is(&spec, &args.tape).unwrap_or_default();
+            let hint = where_is(spec, &args.tape).unwrap_or_default();
             return Err(bad_input(format!("{e}{hint}")));
         }
         Err(RebuildError::Interrupted) => return Err(Interrupted.into()),

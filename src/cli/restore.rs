@@ -538,11 +538,11 @@ pub(super) fn plan_reads(
 /// reports it.
 pub(super) fn run_reading(
     config: &Config,
-    kind: JobKind,
-    what: &str,
+    (kind, what): (JobKind, &str),
     interrupt: Interrupt,
     json: bool,
-    read: impl FnOnce(&Arc<Job>, &Progress, &Interrupt) -> Report,
+    (plan, volumes): (&Plan, &mut Volumes),
+    mode: Mode<'_>,
 ) -> Result<()> {
     super::jobrun::run_job(config, kind, what, interrupt.clone(), |running| {
         let job = &running.job;
@@ -554,8 +554,9 @@ pub(super) fn run_reading(
                 let progress = progress.clone();
                 move || sample::from_reading(&progress, started.elapsed())
             });
+            volumes.set_job(job.clone());
             running.watched(Show::for_terminal(json), || {
-                read(job, &progress, &interrupt)
+                read::execute(plan, volumes, mode, &progress, &interrupt)
             })
         };
         finish(&report, json, kind.as_str())
@@ -815,19 +816,10 @@ pub fn run(args: RestoreArgs, config: &Config) -> Result<()> {
     let what = format!("restore into {}", to.display());
     run_reading(
         config,
-        JobKind::Restore,
-        &what,
+        (JobKind::Restore, &what),
         interrupt,
         args.json,
-        |job, progress, interrupt| {
-            volumes.set_job(job.clone());
-            read::execute(
-                &plan,
-                &mut volumes,
-                Mode::Restore(&mut extractor),
-                progress,
-                interrupt,
-            )
-        },
+        (&plan, &mut volumes),
+        Mode::Restore(&mut extractor),
     )
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use tapedeck::config::Config;
 use tapedeck::job::JobKind;
-use tapedeck::restore::read::{self, Mode};
+use tapedeck::restore::read::Mode;
 use tapedeck::restore::verify::{self, Target};
 
 const AFTER_HELP: &str = "\
@@ -64,19 +64,10 @@ pub fn run(args: VerifyArgs, config: &Config) -> Result<()> {
     };
     run_reading(
         config,
-        JobKind::Verify,
-        &what,
+        (JobKind::Verify, &what),
         interrupt,
         args.json,
-        |job, progress, interrupt| {
-            volumes.set_job(job.clone());
-            read::execute(
-                &plan,
-                &mut volumes,
-                Mode::Verify { quick: args.quick },
-                progress,
-                interrupt,
-            )
-        },
+        (&plan, &mut volumes),
+        Mode::Verify { quick: args.quick },
     )
 }
