@@ -58,6 +58,9 @@ Their members are catalogued under their tar names with a leading `/`.
 
 Ctrl-C or SIGTERM stops reading, writes what is buffered, ends the tape file with a
 filemark and marks the backup aborted (exit 130); a second Ctrl-C stops writing at once.
+The backup is a job: `tapedeck jobs` lists it, `tapedeck attach ID` watches it from another
+terminal, `tapedeck answer ID loaded|eject|abort` answers its tape request, and closing its
+terminal (SIGHUP) does not stop it. --detach starts it in its own session and prints its id.
 
 Exit codes: 0 saved (skipped files are reported), 1 failed, 2 bad input, 130 interrupted.";
 
@@ -123,8 +126,9 @@ pub struct BackupArgs {
         alias = "max_concurrent_tars"
     )]
     readers: Option<u16>,
-    /// Without a terminal, wait this many seconds for a usable tape to be loaded (polling
-    /// the drive) instead of failing at once; on a terminal the operator is asked
+    /// Wait this many seconds for a usable tape, looking at the drive every 2 s, instead of
+    /// failing at once without a terminal; on a terminal, or detached, the job also waits
+    /// for an answer (Enter, `tapedeck answer ID loaded`, `tapedeck attach ID`)
     #[arg(long, value_name = "SECS")]
     change_timeout: Option<u64>,
     /// Run as a detached job: in its own session, output to its own log file, reachable
@@ -446,22 +450,28 @@ fn stream(
         let wait = super::tape_change::policy(args.change_timeout.map(Duration::from_secs));
         let pool = args.pool.as_deref();
         let generation = spec.generation(config);
-        let target =
-            match super::tape_change::try_drive(&spec, &mut cat, pool, block, requested_block)? {
-                Ok(t) => t,
-                // The tape in the drive will not do.
-                Err(e) => other_volume(
-                    &spec,
-                    generation,
-                    &mut cat,
-                    pool,
-                    block,
-                    requested_block,
-                    e,
-                    &wait,
-                    job,
-                )?,
-            };
+        let target = match super::tape_change::try_drive(
+            &spec,
+            &mut cat,
+            pool,
+            block,
+            requested_block,
+            job,
+        )? {
+            Ok(t) => t,
+            // The tape in the drive will not do.
+            Err(e) => other_volume(
+                &spec,
+                generation,
+                &mut cat,
+                pool,
+                block,
+                requested_block,
+                e,
+                &wait,
+                job,
+            )?,
+        };
         req.buffer = claim_buffer(target.block_size as u64)?;
         if req.pool.is_none() {
             req.pool = target.volume.pool.clone();
@@ -600,9 +610,15 @@ fn other_volume(
     job: &tapedeck::job::Job,
 ) -> Result<volume::TapeTarget> {
     let allocated = match pool {
-        Some(p) if spec.is_virtual() => {
-            allocate_volume(spec, generation, cat, p, block, requested_block, first)
-        }
+        Some(p) if spec.is_virtual() => allocate_volume(
+            spec,
+            generation,
+            cat,
+            p,
+            (block, requested_block),
+            first,
+            job,
+        ),
         _ => Err(first.into()),
     };
     match allocated {
@@ -630,10 +646,11 @@ fn allocate_volume(
     generation: Option<u8>,
     cat: &mut tapedeck::catalog::Catalog,
     pool: &str,
-    block: u32,
-    requested_block: Option<u32>,
+    (block, requested_block): (u32, Option<u32>),
     first: tapedeck::backup::BackupError,
+    job: &tapedeck::job::Job,
 ) -> Result<volume::TapeTarget> {
+    let say = |message: String| super::tape_change::media(job, spec, message);
     use tapedeck::backup::allocate::{self, Fit};
     use tapedeck::tape::Changer;
     let (lib, drive_element) = super::changer::changer_of(spec)?;
@@ -655,16 +672,19 @@ fn allocate_volume(
             // Already in the drive: it only needs relabelling.
         } else {
             if let Some((barcode, slot)) = super::changer::unload_into(spec, None)? {
-                errln!("Unloaded {barcode} from {} into slot {slot}.", spec.name);
+                say(format!(
+                    "Unloaded {barcode} from {} into slot {slot}.",
+                    spec.name
+                ));
             }
             lib.changer().move_medium(c.element, drive_element)?;
-            errln!(
+            say(format!(
                 "Loaded {} from {} into {}: {}.",
                 c.barcode,
                 c.element,
                 spec.name,
                 c.fit.describe()
-            );
+            ));
         }
         let mut drive = spec.open()?;
         // A cartridge that cannot be prepared (wrong generation, not blank, ...) is passed
@@ -686,7 +706,7 @@ fn allocate_volume(
                         Some(pool),
                         block,
                     )?;
-                    errln!("Relabelled {label}: its expired data is given up.");
+                    say(format!("Relabelled {label}: its expired data is given up."));
                 }
                 Fit::Unknown => {
                     let labelled = super::catalog::label_if_unused(
@@ -697,7 +717,7 @@ fn allocate_volume(
                         block,
                     )?;
                     match labelled {
-                        Some(label) => errln!("Labelled the blank cartridge as {label}."),
+                        Some(label) => say(format!("Labelled the blank cartridge as {label}.")),
                         None => return Err(bad_input(
                             "neither blank nor holding only a label the catalogue does not know",
                         )),

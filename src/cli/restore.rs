@@ -304,27 +304,35 @@ impl Volumes {
         if let Element::Drive(i) = from {
             // In another drive: taken out of it first.
             let other = &file.drives[i as usize].name;
-            errln!(
+            self.say(format!(
                 "Taking {} out of drive {other} to read it in {}.",
                 self.barcode(label),
                 self.spec.name
-            );
+            ));
             lib.open_drive(other)?.unload()?;
         }
         if let Some((barcode, slot)) = super::changer::unload_into(&self.spec, None)? {
-            errln!(
+            self.say(format!(
                 "Unloaded {barcode} from {} into slot {slot}.",
                 self.spec.name
-            );
+            ));
         }
         lib.changer().move_medium(from, *element)?;
-        errln!(
+        self.say(format!(
             "Loaded {} from {} into {}.",
             self.barcode(label),
             file.describe(from),
             self.spec.name
-        );
+        ));
         Ok(true)
+    }
+
+    /// Says what moved in the library: through the job, whose watchers print it.
+    fn say(&self, message: String) {
+        match &self.job {
+            Some(job) => super::tape_change::media(job, &self.spec, message),
+            None => errln!("{message}"),
+        }
     }
 
     /// The drive to read `label` with: one that can read it by the LTO rules (else one

@@ -114,11 +114,15 @@ pub(super) fn try_drive(
     pool: Option<&str>,
     block: u32,
     requested_block: Option<u32>,
+    job: &Job,
 ) -> Result<Result<TapeTarget, BackupError>> {
     let mut drive = spec.open()?;
     if let Some(label) = super::catalog::label_if_unused(drive.as_mut(), cat, spec, pool, block)? {
-        tracing::info!("labelled the blank cartridge in {} as {label}", spec.name);
-        errln!("Labelled the blank cartridge in {} as {label}.", spec.name);
+        media(
+            job,
+            spec,
+            format!("Labelled the blank cartridge in {} as {label}.", spec.name),
+        );
     }
     match volume::prepare(drive, cat, pool, requested_block) {
         Ok(t) => Ok(Ok(t)),
@@ -144,8 +148,14 @@ pub(super) fn wait_for_tape(
     // Both closures need the catalogue; they never run at the same time.
     let cat = std::cell::RefCell::new(cat);
     let mut candidates = || qualifying(spec, generation, &cat.borrow(), pool);
-    let mut attempt = || match try_drive(spec, &mut cat.borrow_mut(), pool, block, requested_block)
-    {
+    let mut attempt = || match try_drive(
+        spec,
+        &mut cat.borrow_mut(),
+        pool,
+        block,
+        requested_block,
+        job,
+    ) {
         Ok(Ok(target)) => Ok(target),
         Ok(Err(why)) => Err(why.to_string()),
         // The drive busy or not ready while someone loads it: look again later.
@@ -166,6 +176,14 @@ pub(super) fn wait_for_tape(
         &mut || eject(spec),
     )
     .map_err(wait_error)
+}
+
+/// Says what moved in the library for `job` (its watchers print it).
+pub(super) fn media(job: &Job, spec: &DriveSpec, message: String) {
+    job.publish(tapedeck::job::Event::Media {
+        drive: spec.name.clone(),
+        message,
+    });
 }
 
 /// Unloads the tape in the drive (the operator's `eject`).

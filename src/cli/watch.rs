@@ -164,7 +164,8 @@ pub(super) fn watch(feed: &mut dyn Feed, show: &Show) -> Option<JobState> {
                     errln!("\nThe drive holds what is needed now.");
                     asking = None;
                 }
-                Event::JobFinished { .. } => {}
+                // What moved in the library, as it happens (also when attached).
+                Event::Media { message, .. } => errln!("{message}"),
                 _ => {}
             },
             None => {}

@@ -67,6 +67,11 @@ pub enum Event {
     RequestWithdrawn {
         request: u64,
     },
+    /// A cartridge was moved, loaded, unloaded, labelled or relabelled for the job.
+    Media {
+        drive: String,
+        message: String,
+    },
     /// A volume is in a drive and will be read or written.
     VolumeMounted {
         volume: String,
@@ -180,6 +185,7 @@ pub(super) fn log(event: &Event) {
             by,
         } => tracing::info!("request {request} answered `{}` by {by}", answer.as_str()),
         Event::Error { message } => tracing::error!("{message}"),
+        Event::Media { message, .. } => tracing::info!("{message}"),
         Event::VolumeFailed {
             volume,
             drive,
