@@ -40,11 +40,14 @@ impl Running {
 
     /// Records the buffer the job holds, for the RAM guard of jobs that start after it.
     pub fn set_buffer(&self, bytes: u64) {
-        self.job.update(|s| s.buffer = bytes);
-        if let Some(s) = &self.server {
-            if let Err(e) = s.set_buffer(bytes) {
-                tracing::warn!("the buffer of this job is not recorded for other jobs: {e}");
+        match &self.server {
+            // The server puts it into the job's state and its record.
+            Some(s) => {
+                if let Err(e) = s.set_buffer(bytes) {
+                    tracing::warn!("the buffer of this job is not recorded for other jobs: {e}");
+                }
             }
+            None => self.job.update(|s| s.buffer = bytes),
         }
     }
 

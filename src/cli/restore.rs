@@ -392,13 +392,8 @@ impl Volumes {
     fn mount_or_wait(&mut self, label: &str) -> Result<Box<dyn TapeDrive>> {
         let spec = self.drive_for(label)?;
         self.switch_to(spec)?;
-        if let Some(d) = self.holds(label)? {
+        if let Some(d) = self.in_drive_or_loaded(label)? {
             return Ok(d);
-        }
-        if self.load_from_library(label)? {
-            if let Some(d) = self.holds(label)? {
-                return Ok(d);
-            }
         }
         let place = self
             .info(label)
@@ -427,17 +422,8 @@ impl Volumes {
         };
         let this = &*self;
         let mut attempt = || -> Result<Box<dyn TapeDrive>, String> {
-            let found = (|| -> Result<Option<Box<dyn TapeDrive>>> {
-                // Loaded into the drive, or put back into the library.
-                if let Some(d) = this.holds(label)? {
-                    return Ok(Some(d));
-                }
-                if this.load_from_library(label)? && this.holds(label)?.is_some() {
-                    return this.holds(label);
-                }
-                Ok(None)
-            })();
-            match found {
+            // Loaded into the drive, or put back into the library.
+            match this.in_drive_or_loaded(label) {
                 Ok(Some(d)) => Ok(d),
                 Ok(None) => Err(format!("the drive does not hold {label}")),
                 Err(e) => Err(describe(&e)),
@@ -458,6 +444,17 @@ impl Volumes {
             &mut || super::tape_change::eject(&spec),
         )
         .map_err(super::tape_change::wait_error)
+    }
+
+    /// The drive holding `label`: as it is, or after loading it from the library.
+    fn in_drive_or_loaded(&self, label: &str) -> Result<Option<Box<dyn TapeDrive>>> {
+        if let Some(d) = self.holds(label)? {
+            return Ok(Some(d));
+        }
+        if self.load_from_library(label)? {
+            return self.holds(label);
+        }
+        Ok(None)
     }
 
     /// Makes `job` the one that asks the operator for volumes.

@@ -135,10 +135,6 @@ impl Events {
         }
     }
 
-    pub fn job(&self) -> Option<&Arc<Job>> {
-        self.job.as_ref()
-    }
-
     pub fn send(&self, event: Event) {
         match &self.job {
             // The job logs what it publishes.
